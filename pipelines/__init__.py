@@ -1,0 +1,1 @@
+"""The GR2 pipeline, its compilation, and its local run through kfp.local."""

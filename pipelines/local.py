@@ -1,0 +1,55 @@
+"""Run the pipeline on this machine through kfp.local's SubprocessRunner, and gather its outputs.
+
+kfp.local writes each task's outputs under `OUT/kfp/<run>/<task>/`; this module collects every
+task's metrics into one flat `OUT/metrics.json` named `stage.metric`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from kfp import local
+
+from gr2.config import RunConfig
+from gr2.storage.atomic import write_json_atomic, write_text_atomic
+from pipelines.gr2_pipeline import PIPELINE_NAME, build_pipeline
+
+
+def latest_run_dir(pipeline_root: Path) -> Path:
+    runs = sorted(pipeline_root.glob(f"{PIPELINE_NAME}-*"), key=lambda path: path.stat().st_mtime)
+    if not runs:
+        raise RuntimeError(f"{pipeline_root}: kfp.local wrote no run folder")
+    return runs[-1]
+
+
+def task_metrics(executor_output: Path) -> dict[str, float]:
+    outputs = json.loads(executor_output.read_text()).get("artifacts", {})
+    artifacts = outputs.get("metrics", {}).get("artifacts", [])
+    return artifacts[0].get("metadata", {}) if artifacts else {}
+
+
+def collect_metrics(run_dir: Path) -> dict[str, float]:
+    """Every task's metrics as `task.metric`, lower case, sorted."""
+    metrics: dict[str, float] = {}
+    for executor_output in sorted(run_dir.glob("*/executor_output.json")):
+        stage = executor_output.parent.name.replace("-", "_")
+        for name, value in task_metrics(executor_output).items():
+            metrics[f"{stage}.{name}".lower()] = value
+    return dict(sorted(metrics.items()))
+
+
+def run_locally(config: RunConfig, out_dir: Path, until: str | None = None) -> tuple[Path, dict[str, float]]:
+    """Run the pipeline for `config`; returns the kfp run folder and the collected metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pipeline_root = out_dir / "kfp"
+    write_text_atomic(out_dir / "config.json", config.model_dump_json(indent=2))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+    started = time.monotonic()
+    build_pipeline(config, until)()
+    run_dir = latest_run_dir(pipeline_root)
+    metrics = collect_metrics(run_dir)
+    metrics["run.wall_seconds"] = time.monotonic() - started
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    return run_dir, metrics

@@ -1,0 +1,109 @@
+"""The `gr2` command line.
+
+The library never imports kfp; the commands that run or compile the pipeline import `pipelines`
+lazily, so `gr2 datasets` and friends work without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from gr2.config import ConfigError, load_preset
+from gr2.data.errors import DatasetError
+
+console = Console(stderr=True)
+
+
+def preset_with_data(args: argparse.Namespace):
+    overrides = list(args.set or [])
+    if getattr(args, "data", None):
+        overrides.append(f"data.dataset={Path(args.data).resolve()}")
+    return load_preset(args.preset, overrides)
+
+
+def print_metrics(metrics: dict[str, float], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}")
+    console.print(table)
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from pipelines.local import run_locally
+
+    config = preset_with_data(args)
+    out_dir = Path(args.out or f"runs/{config.name}").resolve()
+    console.print(f"[bold]gr2 run[/bold] preset={config.name} dataset={config.data.dataset} out={out_dir}")
+    run_dir, metrics = run_locally(config, out_dir, args.until)
+    print_metrics(metrics, f"{config.name}: metrics")
+    console.print(f"metrics: {out_dir / 'metrics.json'}\nconfig:  {out_dir / 'config.json'}\nartifacts: {run_dir}")
+    return 0
+
+
+def command_compile(args: argparse.Namespace) -> int:
+    from pipelines.gr2_pipeline import compile_pipeline
+
+    config = load_preset(args.preset, args.set or [])
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    compile_pipeline(config, args.output, args.until)
+    console.print(f"compiled preset {config.name} -> {args.output}")
+    return 0
+
+
+def command_datasets(args: argparse.Namespace) -> int:
+    from gr2.data.catalog import dataset_summaries
+
+    table = Table(title="Bundled datasets")
+    for column in ("name", "users", "items", "interactions", "mean length", "item text", "cite"):
+        table.add_column(column)
+    for row in dataset_summaries():
+        table.add_row(
+            row.name, f"{row.users:,}", f"{row.items:,}", f"{row.interactions:,}",
+            f"{row.mean_length:.2f}", row.text_fields, row.citation,
+        )
+    Console(width=200).print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gr2", description="GR2 generative reasoning re-ranker on Kubeflow")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the pipeline locally through kfp.local")
+    run.add_argument("--preset", default="demo", help="preset name in configs/ or a YAML path")
+    run.add_argument("--data", help="dataset folder in the normalised format (overrides the preset's)")
+    run.add_argument("--out", help="output folder (default runs/PRESET)")
+    run.add_argument("--until", help="last stage to run (default: all)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    run.set_defaults(handler=command_run)
+
+    compile_ = commands.add_parser("compile", help="compile the pipeline to KFP YAML")
+    compile_.add_argument("--preset", default="beauty-gpu")
+    compile_.add_argument("-o", "--output", required=True)
+    compile_.add_argument("--until", help="last stage to include (default: all)")
+    compile_.add_argument("--set", action="append", metavar="KEY=VALUE")
+    compile_.set_defaults(handler=command_compile)
+
+    datasets = commands.add_parser("datasets", help="list bundled datasets with their statistics")
+    datasets.set_defaults(handler=command_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, DatasetError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

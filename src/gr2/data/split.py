@@ -1,0 +1,72 @@
+"""Leave-one-out splits and the ranking examples built from them.
+
+Per user: the last item is the test target, the second-to-last the validation target, the rest is
+training data. Histories given to any model are capped at the most recent `max_history` items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RankingExample:
+    """A user's history (oldest first) and the held-out item that came next."""
+
+    user_id: str
+    history: tuple[str, ...]
+    target: str
+
+
+def train_prefix(sequence: list[str]) -> list[str]:
+    """Items a model may train on: all but the validation and test items."""
+    return sequence[:-2]
+
+
+def validation_example(user: str, sequence: list[str], max_history: int) -> RankingExample:
+    return RankingExample(user, tuple(sequence[:-2][-max_history:]), sequence[-2])
+
+
+def test_example(user: str, sequence: list[str], max_history: int) -> RankingExample:
+    return RankingExample(user, tuple(sequence[:-1][-max_history:]), sequence[-1])
+
+
+def stable_fraction(key: str, salt: str) -> float:
+    """A deterministic number in [0, 1) for a key, independent of Python's hash seed."""
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class LeaveOneOutSplit:
+    sequences: dict[str, list[str]]
+    max_history: int
+
+    def train_sequences(self) -> dict[str, list[str]]:
+        return {user: train_prefix(seq) for user, seq in self.sequences.items()}
+
+    def validation_examples(self) -> list[RankingExample]:
+        return [validation_example(u, s, self.max_history) for u, s in self.sequences.items()]
+
+    def test_examples(self) -> list[RankingExample]:
+        return [test_example(u, s, self.max_history) for u, s in self.sequences.items()]
+
+    def reranker_examples(self, held_out_fraction: float, seed: int) -> dict[str, list[RankingExample]]:
+        """Examples for the re-ranker: `train` and `valid` use the validation target (users split
+        between them by a seeded hash), `test` uses the test target of every user. A pre-ranker fitted
+        on `train_sequences()` has seen none of these targets."""
+        train, valid = [], []
+        for example in self.validation_examples():
+            in_valid = stable_fraction(example.user_id, f"rerank-valid-{seed}") < held_out_fraction
+            (valid if in_valid else train).append(example)
+        return {"train": train, "valid": valid, "test": self.test_examples()}
+
+
+def sample_users(sequences: dict[str, list[str]], max_users: int | None, seed: int) -> dict[str, list[str]]:
+    """A seeded, order-independent sample of users (all of them when max_users is None)."""
+    if max_users is None or max_users >= len(sequences):
+        return sequences
+    ranked = sorted(sequences, key=lambda user: stable_fraction(user, f"sample-{seed}"))
+    chosen = set(ranked[:max_users])
+    return {user: seq for user, seq in sequences.items() if user in chosen}

@@ -1,0 +1,87 @@
+"""The pipeline as a whole: compilation, the local run through kfp.local, and the library boundary."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from gr2.cli import main
+from pipelines.gr2_pipeline import STAGES, UnknownStageError, stages_until
+from tests.conftest import REPO
+
+
+def test_compile_contains_every_component(tmp_path):
+    output = tmp_path / "pipeline.yaml"
+    assert main(["compile", "--preset", "beauty-gpu", "-o", str(output)]) == 0
+    spec = yaml.safe_load(output.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == set(STAGES)
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {"ghcr.io/gr2-kubeflow/gr2-cpu:0.1.0"}
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    assert json.loads(defaults["config_json"]["defaultValue"])["name"] == "beauty-gpu"
+
+
+def test_until_selects_a_prefix_and_rejects_unknown_stages():
+    assert stages_until("data") == ("data",)
+    assert stages_until(None) == STAGES
+    with pytest.raises(UnknownStageError, match="stages: data, prerank"):
+        stages_until("nonsense")
+
+
+def test_library_never_imports_kfp():
+    code = (
+        "import importlib, pkgutil, sys, gr2\n"
+        "for m in pkgutil.walk_packages(gr2.__path__, 'gr2.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print('kfp' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_datasets_command_lists_bundled_data(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "amazon-beauty-2014" in out and "22,363" in out and "12,101" in out
+
+
+def test_bad_preset_is_a_clear_cli_error(capsys):
+    assert main(["run", "--preset", "smoke", "--set", "prerank.sasrec.epoch=1"]) == 2
+    assert "prerank.sasrec.epoch: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_runs_locally_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", "--preset", "smoke", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data.users"] == 1000
+    assert metrics["prerank.test_examples"] > 20
+    for name in ("prerank.recall@1", "prerank.ndcg@5", "prerank.oracle.ndcg@5", "prerank.random.ndcg@5"):
+        assert 0.0 <= metrics[name] <= 1.0
+    assert metrics["prerank.oracle.recall@1"] == 1.0
+    assert metrics["prerank.order_copy_rate"] == 1.0
+    assert json.loads((out / "config.json").read_text())["name"] == "smoke"
+
+
+@pytest.mark.slow
+def test_smoke_runs_on_an_unseen_dataset_folder(tmp_path):
+    """A folder in the normalised format that is not bundled: the first 3,000 Beauty users, renamed."""
+    source = REPO / "data" / "amazon-beauty-2014"
+    folder = tmp_path / "my-shop"
+    folder.mkdir()
+    with gzip.open(source / "sequences.tsv.gz", "rt") as handle:
+        rows = handle.readlines()[:3001]
+    with gzip.open(folder / "sequences.tsv.gz", "wt") as handle:
+        handle.writelines(rows)
+    (folder / "items.jsonl.gz").write_bytes((source / "items.jsonl.gz").read_bytes())
+    out = tmp_path / "out"
+    assert main(["run", "--preset", "smoke", "--data", str(folder), "--out", str(out), "--until", "prerank"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data.users"] == 1000
+    assert metrics["prerank.test_examples"] >= 1
+    assert str(folder) in json.loads((out / "config.json").read_text())["data"]["dataset"]
