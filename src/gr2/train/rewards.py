@@ -1,0 +1,73 @@
+"""GR2's verifiable rewards, as plain functions of the held-out item's rank before and after.
+
+r_pre and r_new are 1-based ranks of the held-out item in the incoming and the re-ranked list of K.
+The conditional reward pays the format bonus only when the target moved up (or was already first), so
+copying the incoming order earns nothing; the naive reward pays it always, which is what teaches a
+policy to copy (the paper's reward-hacking ablation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from gr2.eval.metrics import target_rank
+from gr2.prerank.candidates import RerankExample
+from gr2.sid.sidmap import SidMap
+from gr2.traces.parse import parse_ranking
+from gr2.train.config import RewardConfig
+
+def rank_promotion_reward(r_pre: int, r_new: int, k: int) -> float:
+    """R_rank = (r_pre - r_new) / K: positive when the held-out item moved up."""
+    return (r_pre - r_new) / k
+
+
+def format_reward(valid: bool) -> float:
+    """R_fmt = 1 when the output parses and is a permutation of the K candidates."""
+    return 1.0 if valid else 0.0
+
+
+def conditional_reward(r_pre: int, r_new: int, k: int, alpha: float) -> float:
+    """R_rank + alpha * R_fmt if the target moved up or was already first, else R_rank (valid output)."""
+    rank = rank_promotion_reward(r_pre, r_new, k)
+    return rank + alpha * format_reward(True) if rank > 0 or r_pre == 1 else rank
+
+
+def naive_reward(r_pre: int, r_new: int, k: int, alpha: float) -> float:
+    """R_rank + alpha * R_fmt, whatever happened to the target (valid output)."""
+    return rank_promotion_reward(r_pre, r_new, k) + alpha * format_reward(True)
+
+
+def soft_overlong_penalty(length: int, max_length: int, cache_length: int) -> float:
+    """DAPO's length penalty: 0 up to max_length - cache_length, then linear down to -1 at max_length,
+    -1 beyond."""
+    if cache_length <= 0 or length <= max_length - cache_length:
+        return 0.0 if length <= max_length else -1.0
+    if length <= max_length:
+        return (max_length - cache_length - length) / cache_length
+    return -1.0
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    total: float
+    rank: float
+    format: float
+    valid: bool
+    order_copy: bool
+
+
+def score_completion(text: str, example: RerankExample, sids: SidMap, config: RewardConfig) -> RewardBreakdown:
+    """The reward of one completion for one example; an invalid output gets the fixed penalty."""
+    parsed = parse_ranking(text, example.candidates, sids)
+    if not parsed.valid:
+        return RewardBreakdown(config.invalid_penalty, 0.0, 0.0, valid=False, order_copy=False)
+    k = len(example.candidates)
+    r_pre = target_rank(example.candidates, example.target)
+    r_new = target_rank(parsed.ranking, example.target)
+    reward = conditional_reward if config.kind == "conditional" else naive_reward
+    return RewardBreakdown(
+        total=reward(r_pre, r_new, k, config.alpha),
+        rank=rank_promotion_reward(r_pre, r_new, k),
+        format=format_reward(True),
+        valid=True,
+        order_copy=parsed.ranking == example.candidates,
+    )
