@@ -9,11 +9,13 @@ policy to copy (the paper's reward-hacking ablation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from gr2.eval.metrics import target_rank
 from gr2.prerank.candidates import RerankExample
 from gr2.sid.sidmap import SidMap
 from gr2.traces.parse import parse_ranking
 from gr2.train.config import RewardConfig
+
 
 def rank_promotion_reward(r_pre: int, r_new: int, k: int) -> float:
     """R_rank = (r_pre - r_new) / K: positive when the held-out item moved up."""
