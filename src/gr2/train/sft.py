@@ -1,0 +1,160 @@
+"""Stage 2, part 2: SFT on accepted traces with the decoupled loss
+
+    L = lambda_r * NLL(reasoning tokens) + lambda_o * NLL(ranking tokens),
+
+each NLL a mean over its own tokens of the assistant turn (the prompt is never a target). The ranking
+span starts at the answer's `"recommendations"` key; everything of the answer before it is reasoning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn import functional
+from transformers import Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from gr2.lm.chat import IGNORE_INDEX, common_prefix_length, pad_sequences
+from gr2.train.config import SftConfig
+
+PROMPT, REASONING, RANKING = 0, 1, 2
+RANKING_KEY = '"recommendations"'
+
+
+def decoupled_nll(
+    logits: torch.Tensor, labels: torch.Tensor, spans: torch.Tensor, lambda_reasoning: float, lambda_ranking: float
+) -> torch.Tensor:
+    """The decoupled loss of a batch: logits (B, T, V), labels and spans (B, T), unshifted."""
+    token_nll = functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    target_spans = spans[:, 1:].flatten()
+    loss = logits.new_zeros((), dtype=torch.float32)
+    for span, weight in ((REASONING, lambda_reasoning), (RANKING, lambda_ranking)):
+        mask = target_spans == span
+        if mask.any() and weight:
+            loss = loss + weight * token_nll[mask].mean()
+    return loss
+
+
+@dataclass(frozen=True)
+class EncodedTrace:
+    input_ids: list[int]
+    labels: list[int]
+    spans: list[int]
+
+
+def render(tokenizer, messages: list[dict[str, str]], answer: str | None) -> str:
+    turns = messages if answer is None else [*messages, {"role": "assistant", "content": answer}]
+    return tokenizer.apply_chat_template(
+        turns, add_generation_prompt=answer is None, tokenize=False, enable_thinking=False
+    )
+
+
+def encode_trace(tokenizer, messages: list[dict[str, str]], answer: str) -> EncodedTrace:
+    """Token ids, labels (answer only) and the span of each token (prompt, reasoning, ranking)."""
+    full = render(tokenizer, messages, answer)
+    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    prompt_ids = tokenizer(render(tokenizer, messages, None), add_special_tokens=False)["input_ids"]
+    answer_start = common_prefix_length(prompt_ids, ids)
+    ranking_char = full.rfind(RANKING_KEY)
+    if ranking_char == -1:
+        raise ValueError("trace answer has no 'recommendations' key; only parsed, accepted traces are trainable")
+    spans = [
+        PROMPT if t < answer_start else (RANKING if offsets[t][0] >= ranking_char else REASONING)
+        for t in range(len(ids))
+    ]
+    labels = [IGNORE_INDEX if span == PROMPT else token for token, span in zip(ids, spans, strict=True)]
+    return EncodedTrace(ids, labels, spans)
+
+
+class TraceCollator:
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        ids = [f["input_ids"] for f in features]
+        return {
+            "input_ids": pad_sequences(ids, self.pad_token_id),
+            "attention_mask": pad_sequences([[1] * len(i) for i in ids], 0),
+            "labels": pad_sequences([f["labels"] for f in features], IGNORE_INDEX),
+            "spans": pad_sequences([f["spans"] for f in features], PROMPT),
+        }
+
+
+class DecoupledLossTrainer(Trainer):
+    def __init__(self, *args, lambda_reasoning: float, lambda_ranking: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lambda_reasoning = lambda_reasoning
+        self.lambda_ranking = lambda_ranking
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels, spans = inputs.pop("labels"), inputs.pop("spans")
+        outputs = model(**inputs)
+        loss = decoupled_nll(outputs.logits, labels, spans, self.lambda_reasoning, self.lambda_ranking)
+        return (loss, outputs) if return_outputs else loss
+
+
+def sft_arguments(config: SftConfig, checkpoint_dir: Path, seed: int) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,
+        lr_scheduler_type="cosine",
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        seed=seed,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=1,
+        deepspeed=config.deepspeed,
+        bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        remove_unused_columns=False,
+        report_to=[],
+    )
+
+
+def encode_traces(tokenizer, traces: list[dict], max_length: int) -> tuple[list[dict], int]:
+    """Encoded accepted traces, and how many were dropped for exceeding max_length."""
+    encoded = [encode_trace(tokenizer, t["messages"], t["answer"]) for t in traces]
+    kept = [e for e in encoded if len(e.input_ids) <= max_length]
+    rows = [{"input_ids": e.input_ids, "labels": e.labels, "spans": e.spans} for e in kept]
+    return rows, len(encoded) - len(kept)
+
+
+def train_sft(
+    model, tokenizer, traces: list[dict], config: SftConfig, seed: int, checkpoint_dir: Path
+) -> tuple[Trainer, dict[str, float]]:
+    """Fine-tune `model` in place on accepted traces; resumes from the latest checkpoint in checkpoint_dir."""
+    set_seed(seed)
+    dataset, dropped = encode_traces(tokenizer, traces, config.max_length)
+    if not dataset:
+        raise ValueError(f"SFT: none of {len(traces)} traces fits max_length={config.max_length} tokens")
+    trainer = DecoupledLossTrainer(
+        model=model,
+        args=sft_arguments(config, checkpoint_dir, seed),
+        train_dataset=dataset,
+        data_collator=TraceCollator(tokenizer.pad_token_id),
+        lambda_reasoning=config.lambda_reasoning,
+        lambda_ranking=config.lambda_ranking,
+    )
+    resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    result = trainer.train(resume_from_checkpoint=resume)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    metrics = {
+        "train_traces": len(dataset),
+        "traces_dropped_too_long": dropped,
+        "train_seconds": result.metrics["train_runtime"],
+        "train_steps": trainer.state.global_step,
+        "resumed_from_step": int(Path(resume).name.rsplit("-", 1)[1]) if resume else 0,
+        "final_loss": losses[-1] if losses else result.training_loss,
+        "mean_tokens_per_trace": sum(len(r["input_ids"]) for r in dataset) / len(dataset),
+    }
+    return trainer, metrics
