@@ -34,10 +34,10 @@ def generate_texts(
     tokenizer.padding_side = "left"
     batch = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     torch.manual_seed(seed)
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
-    output = model.generate(
-        **batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
     )
+    output = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
     new_tokens = output[:, batch["input_ids"].shape[1] :]
     lengths = (new_tokens != tokenizer.pad_token_id).sum().item()
     return tokenizer.batch_decode(new_tokens, skip_special_tokens=False), int(lengths)
@@ -84,7 +84,9 @@ def rerank_with_model(
     new_tokens, started = 0, time.monotonic()
     for start in tqdm(range(0, len(examples), batch_size), desc="re-rank", unit="batch"):
         chunk = examples[start : start + batch_size]
-        prompts = [chat_prompt(tokenizer, build_messages(e.history, e.candidates, catalog, sids, prompt)) for e in chunk]
+        prompts = [
+            chat_prompt(tokenizer, build_messages(e.history, e.candidates, catalog, sids, prompt)) for e in chunk
+        ]
         outputs, produced = generate_texts(model, tokenizer, prompts, max_new_tokens)
         texts.extend(strip_end_markers(text, tokenizer) for text in outputs)
         new_tokens += produced
