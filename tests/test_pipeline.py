@@ -16,11 +16,12 @@ from tests.conftest import REPO
 def test_compile_contains_every_component(tmp_path):
     output = tmp_path / "pipeline.yaml"
     assert main(["compile", "--preset", "beauty-gpu", "-o", str(output)]) == 0
-    spec = yaml.safe_load(output.read_text())
+    spec, platform = yaml.safe_load_all(output.read_text())
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == set(STAGES)
+    assert {name.replace("-", "_") for name in tasks} == set(STAGES)
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
-    assert images == {"ghcr.io/gr2-kubeflow/gr2-cpu:0.1.0"}
+    assert images == {"ghcr.io/gr2-kubeflow/gr2-cpu:0.1.0", "ghcr.io/gr2-kubeflow/gr2-gpu:0.1.0"}
+    assert platform["platforms"]["kubernetes"]
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     assert json.loads(defaults["config_json"]["defaultValue"])["name"] == "beauty-gpu"
 
@@ -28,7 +29,7 @@ def test_compile_contains_every_component(tmp_path):
 def test_until_selects_a_prefix_and_rejects_unknown_stages():
     assert stages_until("data") == ("data",)
     assert stages_until(None) == STAGES
-    with pytest.raises(UnknownStageError, match="stages: data, prerank"):
+    with pytest.raises(UnknownStageError, match="stages: data, prerank, sid"):
         stages_until("nonsense")
 
 

@@ -7,6 +7,7 @@ lazily, so `gr2 datasets` and friends work without it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from gr2.data.errors import DatasetError
 console = Console(stderr=True)
 
 
-def preset_with_data(args: argparse.Namespace):
-    overrides = list(args.set or [])
-    if getattr(args, "data", None):
+def preset_with_data(args: argparse.Namespace, workspace: Path):
+    overrides = [f"workspace={workspace}", *(args.set or [])]
+    if args.data:
         overrides.append(f"data.dataset={Path(args.data).resolve()}")
     return load_preset(args.preset, overrides)
 
@@ -38,8 +39,8 @@ def print_metrics(metrics: dict[str, float], title: str) -> None:
 def command_run(args: argparse.Namespace) -> int:
     from pipelines.local import run_locally
 
-    config = preset_with_data(args)
-    out_dir = Path(args.out or f"runs/{config.name}").resolve()
+    out_dir = Path(args.out or f"runs/{Path(args.preset).stem}").resolve()
+    config = preset_with_data(args, out_dir / "workspace")
     console.print(f"[bold]gr2 run[/bold] preset={config.name} dataset={config.data.dataset} out={out_dir}")
     run_dir, metrics = run_locally(config, out_dir, args.until)
     print_metrics(metrics, f"{config.name}: metrics")
@@ -49,12 +50,40 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_compile(args: argparse.Namespace) -> int:
     from pipelines.gr2_pipeline import compile_pipeline
+    from pipelines.placement import cluster_config
 
-    config = load_preset(args.preset, args.set or [])
+    config = cluster_config(load_preset(args.preset, args.set or []))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     compile_pipeline(config, args.output, args.until)
     console.print(f"compiled preset {config.name} -> {args.output}")
     return 0
+
+
+def command_submit(args: argparse.Namespace) -> int:
+    from pipelines.placement import cluster_config
+    from pipelines.submit import parse_params, schedule_run, submit_run
+
+    config = cluster_config(load_preset(args.preset, args.set or []))
+    params = parse_params(args.param or [])
+    common = {"token": args.token, "experiment": args.experiment, "namespace": args.namespace}
+    if args.command == "schedule":
+        submission = schedule_run(args.host, config, args.cron, params, **common)
+        console.print(f"recurring run {submission.run_id} of {submission.version_name} ({args.cron})")
+    else:
+        submission = submit_run(args.host, config, params, retrain=args.retrain, **common)
+        console.print(f"run {submission.run_id} of pipeline version {submission.version_name}")
+    return 0
+
+
+def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="KFP API endpoint (default: in-cluster)")
+    parser.add_argument("--preset", required=True)
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE", help="pipeline parameter for this run")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--token", default=os.environ.get("GR2_KFP_TOKEN"), help="bearer token ($GR2_KFP_TOKEN)")
+    parser.add_argument("--experiment", default="gr2")
+    parser.add_argument("--namespace")
+    parser.set_defaults(handler=command_submit)
 
 
 def command_datasets(args: argparse.Namespace) -> int:
@@ -65,11 +94,22 @@ def command_datasets(args: argparse.Namespace) -> int:
         table.add_column(column)
     for row in dataset_summaries():
         table.add_row(
-            row.name, f"{row.users:,}", f"{row.items:,}", f"{row.interactions:,}",
-            f"{row.mean_length:.2f}", row.text_fields, row.citation,
+            row.name,
+            f"{row.users:,}",
+            f"{row.items:,}",
+            f"{row.interactions:,}",
+            f"{row.mean_length:.2f}",
+            row.text_fields,
+            row.citation,
         )
     Console(width=200).print(table)
     return 0
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    from gr2.serve.server import main as serve_main
+
+    return serve_main(args.serve_args) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--until", help="last stage to include (default: all)")
     compile_.add_argument("--set", action="append", metavar="KEY=VALUE")
     compile_.set_defaults(handler=command_compile)
+
+    submit = commands.add_parser("submit", help="upload the compiled pipeline and start a run on Kubeflow")
+    add_submit_arguments(submit)
+    submit.add_argument("--retrain", action="store_true", help="never reuse cached training stages")
+    schedule = commands.add_parser("schedule", help="create a recurring retraining run on Kubeflow")
+    add_submit_arguments(schedule)
+    schedule.add_argument("--cron", required=True, help="six-field cron, seconds first, e.g. '0 0 3 * * 1'")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a trained model on KServe's v1/v2 and OpenAI routes",
+        add_help=False,
+        description="All arguments go to the server: --model RUN_OR_DIR [--port N] [--name NAME] ...",
+    )
+    serve.add_argument("serve_args", nargs=argparse.REMAINDER)
+    serve.set_defaults(handler=command_serve)
 
     datasets = commands.add_parser("datasets", help="list bundled datasets with their statistics")
     datasets.set_defaults(handler=command_datasets)

@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gr2.data.config import DataConfig
+from gr2.eval.config import EvaluateConfig
+from gr2.lm.config import BaseModelConfig, MidtrainConfig
 from gr2.prerank.config import PrerankConfig
+from gr2.sid.config import SidConfig
+from gr2.traces.config import PromptConfig, TeacherConfig
+from gr2.train.config import DapoConfig, SftConfig
 from gr2.storage.hashing import hash_json
 
 CONFIGS_ENV = "GR2_CONFIGS"
@@ -32,12 +37,43 @@ class RunConfig(BaseModel):
 
     name: str = Field(..., description="Preset name; recorded in outputs and the audit manifest.")
     description: str = Field("", description="What this preset is for.")
-    seed: int = Field(0, description="Seed of every random choice in every stage.")
+    seed: int = Field(0, description="Seed of every random choice in every stage (overrides the sections' own).")
+    workspace: str = Field(
+        "~/.cache/gr2/workspace",
+        description="Folder for checkpoints and resumable outputs, keyed by stage and config hash, so an "
+        "interrupted run resumes. `gr2 run` uses OUT/workspace; on a cluster, the mounted workspace PVC.",
+    )
+    cache: str = Field(
+        "~/.cache/gr2",
+        description="Content-addressed caches shared by runs (sentence embeddings): safe to share because an "
+        "entry's key is the hash of its inputs.",
+    )
     data: DataConfig = Field(default_factory=DataConfig, description="Dataset, split and sampling.")
     prerank: PrerankConfig = Field(default_factory=PrerankConfig, description="The K-candidate pre-ranker.")
+    sid: SidConfig = Field(default_factory=SidConfig, description="Semantic-ID tokenizer (RQ-VAE).")
+    base_model: BaseModelConfig = Field(default_factory=BaseModelConfig, description="The student LLM.")
+    midtrain: MidtrainConfig = Field(default_factory=MidtrainConfig, description="Mid-training on SIDs.")
+    prompt: PromptConfig = Field(default_factory=PromptConfig, description="The one re-ranking prompt.")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Reasoning-trace teacher.")
+    sft: SftConfig = Field(default_factory=SftConfig, description="SFT on accepted traces.")
+    dapo: DapoConfig = Field(default_factory=DapoConfig, description="DAPO with verifiable rewards.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation and the deploy gate.")
+
+    @model_validator(mode="after")
+    def _one_seed(self) -> RunConfig:
+        """The run's seed is the only seed: sections that carry their own get it."""
+        self.sid = self.sid.model_copy(update={"seed": self.seed})
+        self.base_model = self.base_model.model_copy(update={"seed": self.seed})
+        self.midtrain = self.midtrain.model_copy(update={"seed": self.seed})
+        return self
+
+    def stage_workspace(self, stage: str) -> Path:
+        """Where `stage` keeps checkpoints for this exact configuration."""
+        return Path(self.workspace).expanduser() / f"{stage}-{self.config_hash()}"
 
     def config_hash(self) -> str:
-        return hash_json(self.model_dump(mode="json"))[:16]
+        """Identifies what a run computes; workspace and cache are only where, so they are left out."""
+        return hash_json(self.model_dump(mode="json", exclude={"workspace", "cache"}))[:16]
 
 
 def configs_dir() -> Path:

@@ -50,3 +50,53 @@ class SftConfig(BaseModel):
     eval_examples: int = Field(64, ge=1, description="Validation examples (seeded sample) scored after training.")
     eval_max_new_tokens: int = Field(384, ge=32, description="Generation budget per validation answer.")
     eval_batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+
+
+class DapoConfig(BaseModel):
+    """DAPO on TRL's GRPOTrainer (token-level loss, asymmetric clipping, no KL) plus dynamic sampling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="The verifiable reward.")
+    run_naive_ablation: bool = Field(
+        False,
+        description="Also train a second policy from the same SFT checkpoint under the naive reward "
+        "(`dapo_naive`), to measure whether it learns to copy the incoming order.",
+    )
+    num_generations: int = Field(8, ge=2, description="Completions per prompt (G); the paper's range is 8-16.")
+    prompts_per_step: int = Field(4, ge=1, description="Prompt groups per optimiser step.")
+    max_steps: int = Field(50, ge=1, description="Optimiser steps.")
+    learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (the paper's neighbours: 5e-7..1e-6).")
+    epsilon: float = Field(0.2, gt=0, description="Lower clip range of the importance ratio (eps_low).")
+    epsilon_high: float = Field(0.28, gt=0, description="Upper clip range (eps_high > eps_low: clip-higher).")
+    beta: float = Field(0.0, ge=0, description="KL coefficient; 0 as in DAPO, so no reference model is loaded.")
+    temperature: float = Field(1.0, gt=0, description="Rollout sampling temperature.")
+    max_completion_length: int = Field(512, ge=16, description="Token budget of one rollout.")
+    mask_truncated_completions: bool = Field(
+        True, description="Exclude rollouts cut at max_completion_length from the loss (DAPO's overlong filtering)."
+    )
+    min_group_reward_std: float = Field(
+        1e-3,
+        ge=0,
+        description="Dynamic sampling: a group whose reward std is below this carries no signal and is dropped.",
+    )
+    max_generation_rounds: int = Field(
+        8, ge=1, description="Dynamic sampling: rounds of over-generation per step before failing with an error."
+    )
+    constrained_rollouts: bool = Field(
+        True,
+        description="Sample rollouts with the serving decoder (free reasoning, then a ranking that can only be a "
+        "permutation of the candidates). False: plain sampling as in the paper, where invalid answers earn the "
+        "invalid penalty (and a small model may starve dynamic sampling).",
+    )
+    reasoning_tokens: int = Field(256, ge=0, description="Constrained rollouts: the reasoning budget in tokens.")
+    use_vllm: bool = Field(
+        False, description="Generate rollouts with vLLM in TRL's colocate mode (GPU image; unconstrained rollouts)."
+    )
+    save_steps: int = Field(10, ge=1, description="Checkpoint every this many steps (for resuming).")
+    bf16: bool = Field(False, description="bfloat16 mixed precision (GPU presets).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    deepspeed: str | dict | None = Field(None, description="DeepSpeed config (path or dict) on GPUs; None on CPU.")
+    max_train_prompts: int | None = Field(None, ge=1, description="Use at most this many train examples.")
+    eval_examples: int = Field(64, ge=1, description="Validation examples scored after training.")
+    eval_max_new_tokens: int = Field(384, ge=32, description="Generation budget per validation answer.")

@@ -1,0 +1,37 @@
+"""Configuration of the evaluation stage and the deployment gate."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: str = Field(
+        "dapo", description="The row that would be deployed; if it did not run, the last trained row that did."
+    )
+    metric: str = Field("ndcg@5", description="The metric compared with the incoming order (pre-rank).")
+    margin: float = Field(
+        0.0, ge=0.0, description="Pass when candidate metric >= pre-rank metric - margin (0: must not be worse)."
+    )
+    max_invalid_rate: float = Field(
+        0.05, ge=0.0, le=1.0, description="Pass only when invalid outputs are at most this."
+    )
+
+
+class EvaluateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_examples: int | None = Field(
+        None, ge=1, description="Evaluate on a seeded sample of this many test examples (None: all of them)."
+    )
+    max_new_tokens: int = Field(384, ge=16, description="Generation budget per answer for LLM rows.")
+    batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+    position_bias_probe: bool = Field(
+        True, description="Re-run every row with the candidates shuffled (seeded) and report how metrics move."
+    )
+    bootstrap_samples: int = Field(1000, ge=100, description="Resamples for the 95% intervals of R@5 and NDCG@5.")
+    permutations: int = Field(2000, ge=100, description="Sign flips of the paired test against pre-rank.")
+    example_traces: int = Field(3, ge=0, description="Example traces per model row in the report.")
+    gate: GateConfig = Field(default_factory=GateConfig, description="The deployment gate.")

@@ -1,0 +1,252 @@
+"""The evaluation stage: every model row judged on the same held-out test examples, the same way.
+
+Rows: the no-model baselines, the teacher's own ranking (without the answer), the mid-trained model
+(candidates ordered by the likelihood of their SID after the history), and each trained re-ranker
+(generation with the one prompt builder and parser; invalid outputs fall back to the incoming order).
+Each row gets its metrics, bootstrap 95% intervals of R@5 and NDCG@5, a paired sign-flip test against
+the incoming order, per-position hits, a position-bias probe (candidates shuffled) and example traces.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gr2.eval.baselines import baseline_rerankers
+from gr2.eval.config import EvaluateConfig, GateConfig
+from gr2.eval.generation import rerank_with_model
+from gr2.eval.metrics import example_metrics, rerank_metrics, target_rank
+from gr2.eval.stats import bootstrap_interval, paired_sign_flip_p_value
+from gr2.inputs import StageInputs
+from gr2.prerank.base import item_popularity
+from gr2.prerank.candidates import RerankExample
+from gr2.traces.config import PromptConfig
+from gr2.traces.parse import parse_ranking
+from gr2.traces.prompt import build_messages
+from gr2.traces.teachers import Teacher, TeacherRequest
+
+BASELINE_LABELS = {
+    "prerank": "Incoming order (pre-rank)",
+    "popularity": "Popularity",
+    "random": "Random",
+    "oracle": "Oracle",
+}
+CI_METRICS = ("recall@5", "ndcg@5")
+
+
+@dataclass
+class RowOutput:
+    """One row's answer per example: a ranking (None when invalid) and its explanation."""
+
+    rankings: list[tuple[str, ...] | None]
+    explanations: list[str] = field(default_factory=list)
+    speed: dict[str, float] = field(default_factory=dict)
+
+
+Ranker = Callable[[Sequence[RerankExample]], RowOutput]
+
+
+def baseline_ranker(rerank) -> Ranker:
+    return lambda examples: RowOutput([tuple(rerank(e.candidates, e.target)) for e in examples])
+
+
+def teacher_ranker(teacher: Teacher, inputs: StageInputs, prompt: PromptConfig, seed: int) -> Ranker:
+    def rank(examples: Sequence[RerankExample]) -> RowOutput:
+        requests = [
+            TeacherRequest(
+                build_messages(e.history, e.candidates, inputs.catalog, inputs.sids, prompt),
+                e.history,
+                e.candidates,
+                seed + i,
+            )
+            for i, e in enumerate(examples)
+        ]
+        parsed = [
+            parse_ranking(text, e.candidates, inputs.sids)
+            for text, e in zip(teacher.generate(requests), examples, strict=True)
+        ]
+        return RowOutput([p.ranking for p in parsed], [p.explanation for p in parsed])
+
+    return rank
+
+
+def llm_ranker(model, tokenizer, inputs: StageInputs, prompt: PromptConfig, config: EvaluateConfig) -> Ranker:
+    def rank(examples: Sequence[RerankExample]) -> RowOutput:
+        run = rerank_with_model(
+            model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, config.max_new_tokens, config.batch_size
+        )
+        return RowOutput(run.rankings, [p.explanation for p in run.parsed], run.speed_metrics())
+
+    return rank
+
+
+@torch.no_grad()
+def sid_log_likelihood(model, tokenizer, prompt_text: str, continuations: Sequence[str]) -> list[float]:
+    """log p(continuation | prompt) for each continuation, in one padded batch."""
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    rows = [prompt_ids + tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows], device=model.device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=model.device)
+    logprobs = model(input_ids=ids, attention_mask=mask).logits.log_softmax(-1)
+    scores = []
+    for row, tokens in enumerate(rows):
+        positions = range(len(prompt_ids), len(tokens))
+        scores.append(sum(logprobs[row, p - 1, tokens[p]].item() for p in positions))
+    return scores
+
+
+def likelihood_ranker(model, tokenizer, inputs: StageInputs, system_prompt: str, history_length: int) -> Ranker:
+    """The mid-trained model as a re-ranker: candidates by the likelihood of their SID as the next item."""
+    from gr2.lm.chat import render_prompt
+    from gr2.lm.tasks import sequential_prompt
+
+    def rank(examples: Sequence[RerankExample]) -> RowOutput:
+        model.eval()
+        rankings = []
+        for e in examples:
+            prompt = render_prompt(tokenizer, system_prompt, sequential_prompt(inputs.sids, e.history, history_length))
+            scores = sid_log_likelihood(model, tokenizer, prompt, [inputs.sids.text(c) for c in e.candidates])
+            order = sorted(range(len(e.candidates)), key=lambda i: -scores[i])
+            rankings.append(tuple(e.candidates[i] for i in order))
+        return RowOutput(rankings)
+
+    return rank
+
+
+def shuffled_candidates(examples: Sequence[RerankExample], seed: int) -> list[RerankExample]:
+    rng = random.Random(seed)
+    return [replace(e, candidates=tuple(rng.sample(e.candidates, len(e.candidates)))) for e in examples]
+
+
+def per_example(examples: Sequence[RerankExample], output: RowOutput, metric: str) -> np.ndarray:
+    used = [r if r is not None else e.candidates for e, r in zip(examples, output.rankings, strict=True)]
+    return np.array([example_metrics(r, e.target)[metric] for r, e in zip(used, examples, strict=True)])
+
+
+def hit_positions(examples: Sequence[RerankExample], output: RowOutput) -> list[int]:
+    counts = [0] * len(examples[0].candidates)
+    for e, ranking in zip(examples, output.rankings, strict=True):
+        counts[target_rank(ranking if ranking is not None else e.candidates, e.target) - 1] += 1
+    return counts
+
+
+def example_traces(examples, output: RowOutput, inputs: StageInputs, count: int) -> list[dict]:
+    title = lambda item: inputs.catalog[item].display_title  # noqa: E731
+    shown = []
+    for e, ranking, explanation in zip(examples, output.rankings, output.explanations, strict=False):
+        if len(shown) == count:
+            break
+        shown.append(
+            {
+                "user_id": e.user_id,
+                "history": [title(i) for i in e.history[-5:]],
+                "candidates": [title(i) for i in e.candidates],
+                "target": title(e.target),
+                "ranking": [title(i) for i in ranking] if ranking else [],
+                "explanation": explanation,
+            }
+        )
+    return shown
+
+
+def row_metrics(examples, output: RowOutput) -> dict[str, float]:
+    metrics = rerank_metrics([e.candidates for e in examples], output.rankings, [e.target for e in examples])
+    metrics["fallback_rate"] = metrics["invalid_rate"]  # an invalid answer is served as the incoming order
+    return metrics | output.speed
+
+
+def evaluate_row(
+    name: str,
+    label: str,
+    kind: str,
+    ranker: Ranker,
+    examples,
+    prerank: RowOutput,
+    inputs: StageInputs,
+    config: EvaluateConfig,
+    seed: int,
+) -> dict:
+    output = ranker(examples)
+    row = {
+        "label": label,
+        "kind": kind,
+        "metrics": row_metrics(examples, output),
+        "hit_positions": hit_positions(examples, output),
+        "examples": example_traces(examples, output, inputs, config.example_traces if kind != "baseline" else 0),
+    }
+    row["ci95"] = {
+        m: bootstrap_interval(per_example(examples, output, m), config.bootstrap_samples, seed) for m in CI_METRICS
+    }
+    if name != "prerank":
+        row["vs_prerank"] = {
+            m: {
+                "diff": row["metrics"][m] - float(per_example(examples, prerank, m).mean()),
+                "p_value": paired_sign_flip_p_value(
+                    per_example(examples, output, m), per_example(examples, prerank, m), config.permutations, seed
+                ),
+            }
+            for m in CI_METRICS
+        }
+    if config.position_bias_probe and name != "oracle":
+        shuffled = shuffled_candidates(examples, seed)
+        moved = row_metrics(shuffled, ranker(shuffled))
+        row["position_bias"] = {
+            **{f"{m}_shuffled": moved[m] for m in ("ndcg@5", "recall@1")},
+            **{f"{m}_delta": moved[m] - row["metrics"][m] for m in ("ndcg@5", "recall@1")},
+        }
+    return row
+
+
+def decide_gate(rows: dict[str, dict], config: GateConfig) -> dict:
+    trained = [name for name in ("dapo", "sft", "midtrain") if name in rows]
+    candidate = config.candidate if config.candidate in rows else (trained[0] if trained else None)
+    rule = config.model_dump()
+    if candidate is None:
+        return {"passed": False, "candidate": None, "rule": rule, "reason": "no trained model row to deploy"}
+    value, baseline = rows[candidate]["metrics"][config.metric], rows["prerank"]["metrics"][config.metric]
+    invalid = rows[candidate]["metrics"]["invalid_rate"]
+    quality_ok = value >= baseline - config.margin
+    invalid_ok = invalid <= config.max_invalid_rate
+    reason = (
+        f"{candidate} {config.metric} {value:.4f} {'>=' if quality_ok else '<'} pre-rank {baseline:.4f} - "
+        f"{config.margin}; invalid rate {invalid:.4f} {'<=' if invalid_ok else '>'} {config.max_invalid_rate}"
+    )
+    return {"passed": quality_ok and invalid_ok, "candidate": candidate, "rule": rule, "reason": reason}
+
+
+def evaluation_examples(inputs: StageInputs, config: EvaluateConfig, seed: int) -> list[RerankExample]:
+    examples = inputs.examples_of("test", config.max_examples, seed)
+    if not examples:
+        raise ValueError("evaluate: no test examples")
+    return examples
+
+
+def evaluate_rows(
+    inputs: StageInputs, rankers: dict[str, tuple[str, str, Ranker]], config: EvaluateConfig, seed: int
+) -> dict:
+    """Rows in order: baselines first, then the given (label, kind, ranker) rows; and the gate."""
+    examples = evaluation_examples(inputs, config, seed)
+    popularity = item_popularity(inputs.split.train_sequences())
+    rows_in = {
+        name: (BASELINE_LABELS[name], "baseline", baseline_ranker(rerank))
+        for name, rerank in baseline_rerankers(popularity, seed).items()
+    } | rankers
+    prerank = RowOutput([tuple(e.candidates) for e in examples])
+    rows = {
+        name: evaluate_row(name, label, kind, ranker, examples, prerank, inputs, config, seed)
+        for name, (label, kind, ranker) in rows_in.items()
+    }
+    return {"examples": len(examples), "seed": seed, "rows": rows, "gate": decide_gate(rows, config.gate)}
+
+
+def load_curve(model_dir: Path | None) -> list[dict]:
+    import json
+
+    path = model_dir / "training_curve.json" if model_dir else None
+    return json.loads(path.read_text()) if path and path.exists() else []

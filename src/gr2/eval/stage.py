@@ -1,0 +1,96 @@
+"""The `evaluate` stage: judge every row, decide the deployment gate, write results, report and manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gr2.config import RunConfig
+from gr2.eval.evaluate import Ranker, evaluate_rows, likelihood_ranker, llm_ranker, load_curve, teacher_ranker
+from gr2.eval.manifest import build_manifest
+from gr2.inputs import StageInputs
+from gr2.storage.atomic import write_json_atomic
+
+MODEL_ROWS = {
+    "sft": "SFT on rejection-sampled traces",
+    "dapo": "SFT + DAPO, conditional reward (GR2)",
+    "dapo_naive": "SFT + DAPO, naive reward (ablation)",
+}
+TIMING_KEYS = ("train_seconds", "embed_seconds", "load_seconds")
+
+
+def teacher_label(config: RunConfig) -> str:
+    if config.teacher.backend == "evidence":
+        return "Teacher: evidence analyst (not an LLM)"
+    return f"Teacher: {config.teacher.backend} {config.teacher.model}"
+
+
+def model_rankers(
+    config: RunConfig, inputs: StageInputs, model_dirs: dict[str, Path]
+) -> dict[str, tuple[str, str, Ranker]]:
+    from gr2.lm.models import load_model_and_tokenizer
+    from gr2.traces.stage import build_teacher
+
+    teacher = build_teacher(config.teacher.model_copy(update={"temperature": 0.0}), inputs, config.seed)
+    rankers = {
+        "teacher": (teacher_label(config), "teacher", teacher_ranker(teacher, inputs, config.prompt, config.seed))
+    }
+    if "midtrain" in model_dirs:
+        model, tokenizer = load_model_and_tokenizer(model_dirs["midtrain"])
+        ranker = likelihood_ranker(
+            model, tokenizer, inputs, config.midtrain.system_prompt, config.midtrain.history_length
+        )
+        rankers["midtrain"] = ("Mid-trained (SID likelihood)", "model", ranker)
+    for name, label in MODEL_ROWS.items():
+        if name in model_dirs:
+            model, tokenizer = load_model_and_tokenizer(model_dirs[name])
+            rankers[name] = (label, "model", llm_ranker(model, tokenizer, inputs, config.prompt, config.evaluate))
+    return rankers
+
+
+def flat_metrics(results: dict) -> dict[str, float]:
+    """`<row>.<metric>` for every row, intervals as `<row>.<metric>_ci_low/high`, and `gate_passed`."""
+    flat: dict[str, float] = {"examples": results["examples"], "gate_passed": float(results["gate"]["passed"])}
+    for row, body in results["rows"].items():
+        flat |= {f"{row}.{metric}": value for metric, value in body["metrics"].items()}
+        for metric, (low, high) in body["ci95"].items():
+            flat |= {f"{row}.{metric}_ci_low": low, f"{row}.{metric}_ci_high": high}
+        for metric, test in body.get("vs_prerank", {}).items():
+            flat[f"{row}.{metric}_p_value_vs_prerank"] = test["p_value"]
+        flat |= {f"{row}.{name}": value for name, value in body.get("position_bias", {}).items()}
+    return flat
+
+
+def run_evaluate(
+    config: RunConfig,
+    inputs: StageInputs,
+    model_dirs: dict[str, Path],
+    stage_metrics: dict[str, dict],
+    dataset_summary: dict,
+    upstream: dict[str, str],
+    image: str,
+    out_dir: Path,
+) -> tuple[dict[str, float], bool]:
+    results = evaluate_rows(inputs, model_rankers(config, inputs, model_dirs), config.evaluate, config.seed)
+    results |= {
+        "preset": config.name,
+        "dataset": dataset_summary.get("name"),
+        "curves": {name: load_curve(model_dirs.get(name)) for name in ("sft", "dapo", "dapo_naive")},
+        "sid": stage_metrics.get("sid", {}),
+        "stages": stage_metrics,
+    }
+    timings = {f"{stage}.{key}": m[key] for stage, m in stage_metrics.items() for key in TIMING_KEYS if key in m}
+    manifest = build_manifest(
+        json.loads(config.model_dump_json()), config.config_hash(), dataset_summary, upstream, timings, image
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "results.json", results)
+    write_json_atomic(out_dir / "manifest.json", manifest)
+    write_report_files(results, manifest, out_dir)
+    return flat_metrics(results), results["gate"]["passed"]
+
+
+def write_report_files(results: dict, manifest: dict, out_dir: Path) -> None:
+    from gr2.eval.report import write_report
+
+    write_report(results, manifest, out_dir)

@@ -1,0 +1,76 @@
+"""The `sft` and `dapo` stages: train the re-ranker from the previous stage's model and validate it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gr2.eval.validate import validate_policy
+from gr2.inputs import StageInputs
+from gr2.lm.checkpoints import save_pretrained_atomic
+from gr2.lm.models import load_model_and_tokenizer
+from gr2.storage.atomic import write_json_atomic
+from gr2.traces.config import PromptConfig
+from gr2.traces.sampling import read_traces
+from gr2.traces.stage import SFT_FILE
+from gr2.train.config import DapoConfig, RewardConfig, SftConfig
+from gr2.train.dapo import train_dapo, training_curve
+from gr2.train.sft import train_sft
+
+CURVE_FILE = "training_curve.json"
+
+
+def run_sft(
+    inputs: StageInputs,
+    model_dir: Path,
+    traces_dir: Path,
+    config: SftConfig,
+    prompt: PromptConfig,
+    seed: int,
+    work_dir: Path,
+    out_dir: Path,
+) -> dict[str, float]:
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    traces = read_traces(traces_dir / SFT_FILE)
+    trainer, metrics = train_sft(model, tokenizer, traces, config, seed, work_dir)
+    save_pretrained_atomic(trainer.model, tokenizer, out_dir)
+    losses = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+    write_json_atomic(out_dir / CURVE_FILE, losses)
+    metrics |= validate_policy(
+        trainer.model,
+        tokenizer,
+        inputs,
+        "valid",
+        config.eval_examples,
+        prompt,
+        config.eval_max_new_tokens,
+        config.eval_batch_size,
+        seed,
+    )
+    return metrics
+
+
+def run_dapo(
+    inputs: StageInputs,
+    model_dir: Path,
+    config: DapoConfig,
+    reward: RewardConfig,
+    prompt: PromptConfig,
+    seed: int,
+    work_dir: Path,
+    out_dir: Path,
+) -> dict[str, float]:
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    examples = inputs.examples_of("train", config.max_train_prompts, seed)
+    trainer, metrics = train_dapo(
+        model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, config, reward, seed, work_dir
+    )
+    save_pretrained_atomic(trainer.model, tokenizer, out_dir)
+    curve = training_curve(trainer.state.log_history)
+    write_json_atomic(out_dir / CURVE_FILE, curve)
+    if curve:
+        last = curve[-1]
+        metrics |= {f"last_step_{k.replace('/', '_')}": v for k, v in last.items() if k != "step"}
+    metrics |= validate_policy(
+        trainer.model, tokenizer, inputs, "valid", config.eval_examples, prompt, config.eval_max_new_tokens, 8, seed
+    )
+    return metrics
