@@ -23,9 +23,7 @@ def test_cache_is_per_encoder(fake_encoder, tmp_path):
 def test_non_finite_vectors_are_never_cached(fake_encoder, tmp_path, monkeypatch):
     from gr2.sid import embed
 
-    monkeypatch.setattr(
-        embed, "encode_texts", lambda texts, *args: np.full((len(texts), 3), np.nan, np.float32)
-    )
+    monkeypatch.setattr(embed, "encode_texts", lambda texts, *args: np.full((len(texts), 3), np.nan, np.float32))
     assert np.isnan(embed_texts(["a"], "m", cache_dir=tmp_path).vectors).all()
     monkeypatch.setattr(embed, "encode_texts", fake_encoder)
     assert embed_texts(["a"], "m", cache_dir=tmp_path).embedded == 1

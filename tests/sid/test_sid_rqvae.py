@@ -26,9 +26,7 @@ def test_ema_moves_codes_toward_their_assigned_residuals_and_leaves_unused_codes
     cluster_size, embed_sum = torch.ones(3), codebook.clone()
     targets = torch.tensor([[2.0, 1.0], [-2.0, 0.0]])
     for _ in range(200):
-        cluster_size, embed_sum, codebook = ema_codebook_update(
-            cluster_size, embed_sum, residuals, codes, 0.9
-        )
+        cluster_size, embed_sum, codebook = ema_codebook_update(cluster_size, embed_sum, residuals, codes, 0.9)
     assert torch.allclose(codebook[:2], targets, atol=1e-3)
     assert torch.allclose(codebook[2], torch.zeros(2))
 
@@ -44,13 +42,9 @@ def test_one_ema_step_moves_by_one_minus_decay():
 
 
 def test_ema_codebook_is_not_a_gradient_parameter():
-    names = {
-        name for name, _ in RQVAE(8, SidConfig(ema=True, latent_dim=4, hidden_dims=(8,))).named_parameters()
-    }
+    names = {name for name, _ in RQVAE(8, SidConfig(ema=True, latent_dim=4, hidden_dims=(8,))).named_parameters()}
     assert not any("codebook" in name for name in names)
-    names = {
-        name for name, _ in RQVAE(8, SidConfig(ema=False, latent_dim=4, hidden_dims=(8,))).named_parameters()
-    }
+    names = {name for name, _ in RQVAE(8, SidConfig(ema=False, latent_dim=4, hidden_dims=(8,))).named_parameters()}
     assert any("codebook" in name for name in names)
 
 
@@ -67,20 +61,25 @@ def test_dead_code_reset_reseeds_codes_unused_for_patience_batches():
     assert (level.codebook[0] == 100.0).all()
 
 
-def test_diversity_loss_is_zero_for_uniform_usage_and_larger_when_peaked():
-    uniform = torch.tensor([[0.0, 9.0], [9.0, 0.0]])
-    peaked = torch.tensor([[0.0, 9.0], [0.0, 9.0]])
-    temperature = torch.tensor(4.5)
-    assert diversity_loss(uniform, temperature) < 1e-3 < diversity_loss(peaked, temperature)
+def test_diversity_loss_is_zero_for_confident_uniform_usage_and_larger_when_peaked():
+    temperature = torch.tensor(1.0)
+    uniform = torch.tensor([[0.0, 30.0], [30.0, 0.0]])
+    peaked = torch.tensor([[0.0, 30.0], [0.0, 30.0]])
+    assert diversity_loss(uniform, temperature) < 1e-6
+    assert torch.isclose(diversity_loss(peaked, temperature), torch.log(torch.tensor(2.0)))
 
 
-def test_diversity_loss_cannot_be_lowered_by_moving_away_from_every_code():
+def test_diversity_loss_prefers_items_on_distinct_codes_to_items_between_or_far_from_codes():
     codebook = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
     temperature = code_spacing(codebook)
-    near = squared_distances(torch.tensor([[0.1, 0.0], [0.2, 0.0]]), codebook)
-    far = squared_distances(torch.tensor([[-50.0, 0.0], [-50.0, 1.0]]), codebook)
     assert temperature == 1.0
-    assert diversity_loss(far, temperature) >= diversity_loss(near, temperature)
+
+    def loss(points):
+        return diversity_loss(squared_distances(torch.tensor(points), codebook), temperature)
+
+    on_codes = loss([[0.0, 0.0], [1.0, 0.0]])
+    assert on_codes < loss([[0.5, 0.0], [0.5, 0.0]])
+    assert on_codes < loss([[-50.0, 0.0], [-50.0, 1.0]])
 
 
 def test_info_nce_prefers_matched_pairs():

@@ -12,9 +12,7 @@ from gr2.sid.stage import build_semantic_ids
 from gr2.sid.trie import PrefixTrie
 
 
-def test_stage_writes_every_output_and_assigns_unique_sids(
-    fake_encoder, small_catalog, small_config, tmp_path
-):
+def test_stage_writes_every_output_and_assigns_unique_sids(fake_encoder, small_catalog, small_config, tmp_path):
     metrics = build_semantic_ids(small_catalog, [], small_config, tmp_path / "out", tmp_path / "cache")
     out = tmp_path / "out"
     sid_map = SidMap.load(out / "sid_map.json")
@@ -22,8 +20,7 @@ def test_stage_writes_every_output_and_assigns_unique_sids(
     assert all(len(codes) == 4 and max(codes) < 16 for codes in sid_map.codes.values())
     trie = PrefixTrie.load(out / "trie.json")
     assert all(
-        trie.allowed_next(codes[:3]) and codes[3] in trie.allowed_next(codes[:3])
-        for codes in sid_map.codes.values()
+        trie.allowed_next(codes[:3]) and codes[3] in trie.allowed_next(codes[:3]) for codes in sid_map.codes.values()
     )
     vocabulary = json.loads((out / "vocabulary.json").read_text())
     assert vocabulary[0] == SID_BEGIN and len(vocabulary) == 2 + 4 * 16
@@ -51,10 +48,7 @@ def test_rerun_reads_embeddings_from_the_cache_and_gives_the_same_sids(
     first = build_semantic_ids(small_catalog, [], small_config, tmp_path / "a", tmp_path / "cache")
     second = build_semantic_ids(small_catalog, [], small_config, tmp_path / "b", tmp_path / "cache")
     assert (first["embedded_texts"], second["embedded_texts"], second["cached_texts"]) == (300, 0, 300)
-    assert (
-        SidMap.load(tmp_path / "a" / "sid_map.json").codes
-        == SidMap.load(tmp_path / "b" / "sid_map.json").codes
-    )
+    assert SidMap.load(tmp_path / "a" / "sid_map.json").codes == SidMap.load(tmp_path / "b" / "sid_map.json").codes
 
 
 def test_without_random_last_level_collisions_are_counted_then_resolved(

@@ -24,9 +24,7 @@ def test_training_is_deterministic_for_a_seed():
     config = SidConfig(**CONFIG, warmup_epochs=2, epochs=3, dead_code_reset=True, dead_code_batches=1)
     first = encode_catalog(train_rqvae(embeddings, config).model, embeddings).codes
     again = encode_catalog(train_rqvae(embeddings, config).model, embeddings).codes
-    other = encode_catalog(
-        train_rqvae(embeddings, config.model_copy(update={"seed": 1})).model, embeddings
-    ).codes
+    other = encode_catalog(train_rqvae(embeddings, config.model_copy(update={"seed": 1})).model, embeddings).codes
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
 
@@ -65,8 +63,7 @@ def test_dead_code_reset_brings_unused_codes_back_into_use():
 def test_co_interaction_partners_are_adjacent_items_in_both_directions():
     partners = co_interaction_partners([["a", "b", "c"], ["c", "a"]], ["a", "b", "c", "d"])
     neighbours = {
-        row: sorted(partners.neighbours[partners.offsets[row] : partners.offsets[row + 1]].tolist())
-        for row in range(4)
+        row: sorted(partners.neighbours[partners.offsets[row] : partners.offsets[row + 1]].tolist()) for row in range(4)
     }
     assert neighbours == {0: [1, 2], 1: [0, 2], 2: [0, 1], 3: []}
     positions, picked = partners.sample(np.array([3, 1]), np.random.default_rng(0))

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 KIND_COLOURS = {"baseline": "#8c8c8c", "teacher": "#d98c1f", "model": "#2b6cb0"}
 REFERENCE_ROW = "prerank"
 DAPO_RUNS = ("dapo", "dapo_naive")
+RUN_COLOURS = {"sft": "#7b5ea7", "dapo": KIND_COLOURS["model"], "dapo_naive": "#d1495b"}
 CURVE_PANELS = (  # (title, metric, curve keys drawn in the panel)
     ("SFT loss", "loss", ("sft",)),
     ("DAPO reward", "reward", DAPO_RUNS),
@@ -56,8 +57,8 @@ def hit_positions_png(rows: Mapping[str, Mapping]) -> bytes | None:
         positions = range(1, len(counts) + 1)
         axis.bar(positions, counts, color=kind_colour(rows[key]), width=0.8)
         if reference is not None and key != REFERENCE_ROW:
-            axis.step(range(1, len(reference) + 1), reference, where="mid", color="black", linewidth=1,
-                      label="incoming order")
+            edges = [position - 0.5 for position in range(1, len(reference) + 2)]
+            axis.stairs(reference, edges, baseline=None, color="black", linewidth=1.2)
         axis.set_title(rows[key].get("label", key), fontsize=9)
         axis.set_xticks(list(positions))
         axis.tick_params(labelsize=8)
@@ -106,23 +107,25 @@ def curve_series(curves: Mapping[str, Sequence[Mapping]], metric: str, runs: Seq
 
 def training_curves_png(curves: Mapping[str, Sequence[Mapping]], labels: Mapping[str, str]) -> bytes | None:
     """SFT loss and the DAPO reward, valid share and order-copy rate per step; the conditional and the naive
-    reward runs share each DAPO panel. `labels` names each run (curve key -> row label)."""
+    reward runs share each DAPO panel. `labels` names each run (curve key -> row label); one legend below all
+    panels, each run in one colour throughout."""
     panels = [(title, curve_series(curves, metric, runs)) for title, metric, runs in CURVE_PANELS]
     panels = [(title, series) for title, series in panels if series]
     if not panels:
         return None
     figure = Figure(figsize=(3.3 * len(panels), 2.8), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False).ravel()
+    legend = {}
     for axis, (title, series) in zip(axes, panels, strict=True):
         for run, (steps, values) in series.items():
-            axis.plot(steps, values, linewidth=1.3, marker="o" if len(steps) <= 30 else None, markersize=3,
-                      label=labels.get(run, run))
+            (legend[run],) = axis.plot(steps, values, color=RUN_COLOURS.get(run), linewidth=1.3, markersize=3,
+                                       marker="o" if len(steps) <= 30 else None)
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("step", fontsize=9)
         axis.tick_params(labelsize=8)
         axis.grid(alpha=0.3)
-        if len(series) > 1:
-            axis.legend(fontsize=8)
+    figure.legend(list(legend.values()), [labels.get(run, run) for run in legend], loc="outside lower center",
+                  ncols=len(legend), fontsize=9, frameon=False)
     return png_bytes(figure)
 
 

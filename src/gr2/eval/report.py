@@ -162,6 +162,7 @@ h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #d0d7de; padd
 .gate.fail { background: #fdecec; border-color: #cf222e; }
 .gate.fail h2 { color: #a40e26; }
 .gate .rule { color: #59636e; font-size: 13px; }
+.scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: 4px 8px; border-bottom: 1px solid #e5e7eb; vertical-align: top; }
 thead th { background: #f0f2f4; text-align: right; border-bottom: 2px solid #8c959f; white-space: nowrap; }
@@ -177,8 +178,8 @@ tr.candidate th.row { box-shadow: inset 4px 0 0 #2b6cb0; }
 .badge { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 8px; background: #2b6cb0;
          color: #fff; margin-left: 4px; }
 .detail { display: block; font-size: 11px; color: #6e7781; }
-td.better { color: #116329; }
-td.worse { color: #a40e26; }
+tbody td.better { color: #116329; }
+tbody td.worse { color: #a40e26; }
 td.better .detail, td.worse .detail { color: inherit; }
 .legend { color: #59636e; font-size: 12px; margin: 6px 0 0; max-width: 1100px; }
 figure { margin: 12px 0 20px; }
@@ -193,7 +194,8 @@ summary { cursor: pointer; font-weight: 600; }
 .trace li.target { font-weight: 700; color: #116329; }
 .explanation { white-space: pre-wrap; background: #f6f8fa; padding: 8px 10px; border-radius: 4px; margin: 6px 0 0;
                max-height: 260px; overflow: auto; }
-table.kv { margin: 2px 0; }
+details > table.kv { margin: 4px 0 4px 16px; }
+table.kv table.kv th, table.kv table.kv td { border-bottom: 0; padding: 1px 8px; }
 table.kv th { text-align: left; font-weight: 600; color: #424a53; white-space: nowrap; }
 table.kv td { text-align: left; white-space: normal; word-break: break-all; }
 """
@@ -237,7 +239,7 @@ def html_table(rows: Mapping[str, Mapping], columns: Iterable[Column], candidate
             body = "".join(html_cell(column_cells[key]) for column_cells in cells)
             lines.append(f"<tr{css}>{html_row_header(key, row, candidate)}{body}</tr>")
         bodies.append(f'<tbody class="{esc(kind)}">{"".join(lines)}</tbody>')
-    return f"<table><thead>{head}</thead>{''.join(bodies)}</table>"
+    return f'<div class="scroll"><table><thead>{head}</thead>{"".join(bodies)}</table></div>'
 
 
 def html_gate(gate: Mapping, rows: Mapping[str, Mapping]) -> str:

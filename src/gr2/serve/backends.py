@@ -80,6 +80,10 @@ def render_chat(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
 
 
+def sampling_arguments(temperature: float) -> dict:
+    return {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
+
+
 class LocalBackend:
     """A transformers causal LM with the SID vocabulary, greedy decoding, one batch at a time."""
 
@@ -120,7 +124,9 @@ class LocalBackend:
     def count_tokens(self, rows) -> list[int]:
         return [int((row != self.tokenizer.pad_token_id).sum()) for row in rows]
 
-    def explain(self, prompts: Sequence[str], budget: int, deadline: float) -> tuple[list[str], list[int]]:
+    def explain(
+        self, prompts: Sequence[str], budget: int, deadline: float, temperature: float = 0.0
+    ) -> tuple[list[str], list[int]]:
         if budget == 0:
             return [""] * len(prompts), [0] * len(prompts)
         batch = self.encode([prompt + ANSWER_OPEN for prompt in prompts])
@@ -132,7 +138,7 @@ class LocalBackend:
         return [explanation_text(text) for text in decoded], self.count_tokens(rows)
 
     def rank(
-        self, prefixes: Sequence[str], options: Sequence[Sequence[Codes]], deadline: float
+        self, prefixes: Sequence[str], options: Sequence[Sequence[Codes]], deadline: float, temperature: float = 0.0
     ) -> tuple[list[str], list[int]]:
         """The ranking part of each answer (options' SIDs, each once, as the grammar forces them) and its
         length in tokens."""
@@ -145,7 +151,7 @@ class LocalBackend:
             batch,
             deadline,
             max_new_tokens=max(grammar.length for grammar in grammars),
-            do_sample=False,
+            **sampling_arguments(temperature),
             eos_token_id=self.tokenizer.eos_token_id,  # the grammar's closing ends with this one
             logits_processor=[PermutationLogitsProcessor(grammars, batch["input_ids"].shape[1])],
         )
@@ -157,11 +163,17 @@ class LocalBackend:
         return self.tokenizer.batch_decode(rows, skip_special_tokens=True), lengths
 
     def answer(
-        self, prompts: Sequence[str], options: Sequence[Sequence[Codes]], reasoning_tokens: int, deadline: float
+        self,
+        prompts: Sequence[str],
+        options: Sequence[Sequence[Codes]],
+        reasoning_tokens: int,
+        deadline: float,
+        temperature: float = 0.0,
     ) -> list[Answer]:
-        explanations, spent = self.explain(prompts, reasoning_tokens, deadline)
+        """Greedy answers (serving), or sampled ones at `temperature` > 0 (RL rollouts)."""
+        explanations, spent = self.explain(prompts, reasoning_tokens, deadline, temperature)
         prefixes = [prompt + ranking_prefix(text) for prompt, text in zip(prompts, explanations, strict=True)]
-        rankings, lengths = self.rank(prefixes, options, deadline)
+        rankings, lengths = self.rank(prefixes, options, deadline, temperature)
         return [
             Answer(ranking_prefix(text) + ranking, reasoning, length)
             for text, ranking, reasoning, length in zip(explanations, rankings, spent, lengths, strict=True)
@@ -171,7 +183,7 @@ class LocalBackend:
         self, messages: list[dict], max_tokens: int, temperature: float, seed: int | None, deadline: float
     ) -> ChatAnswer:
         prompt = render_chat(self.tokenizer, messages)
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        sampling = sampling_arguments(temperature)
         if seed is not None:
             torch.manual_seed(seed)
         row = self.generate(self.encode([prompt]), deadline, max_new_tokens=max_tokens, **sampling)[0]

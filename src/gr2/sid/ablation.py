@@ -84,14 +84,8 @@ def run_ablation(
             embedded.item_ids, embedded.vectors, config, partners if config.contrastive else None
         )
         switches = {technique: technique in techniques for technique in TECHNIQUES}
-        levels = {
-            k: v
-            for k, v in result.metrics.items()
-            if k.startswith(("utilisation_level_", "perplexity_level_"))
-        }
-        rows.append(
-            {"configuration": name, **switches, **{k: result.metrics[k] for k in REPORTED_METRICS}, **levels}
-        )
+        levels = {k: v for k, v in result.metrics.items() if k.startswith(("utilisation_level_", "perplexity_level_"))}
+        rows.append({"configuration": name, **switches, **{k: result.metrics[k] for k in REPORTED_METRICS}, **levels})
     out_dir = Path(out_dir)
     write_json_atomic(
         out_dir / "ablation.json",

@@ -43,8 +43,7 @@ class SidConfig(BaseModel):
     embed_batch_size: int = Field(default=64, ge=1, description="Texts per sentence-encoder batch.")
     device: str | None = Field(
         default=None,
-        description="Torch device for the encoder and the RQ-VAE ('cpu', 'cuda'); None picks cuda if "
-        "available.",
+        description="Torch device for the encoder and the RQ-VAE ('cpu', 'cuda'); None picks cuda if available.",
     )
 
     # RQ-VAE architecture
@@ -61,17 +60,20 @@ class SidConfig(BaseModel):
 
     # Optimisation
     warmup_epochs: int = Field(
-        default=20,
+        default=10,
         ge=0,
         description="Passes of plain autoencoder training (quantiser bypassed) before the codebooks are "
         "initialised: the latent of an untrained encoder moves too fast for k-means codes to stay in use.",
     )
-    epochs: int = Field(default=100, ge=1, description="Passes over the catalogue with quantisation.")
+    epochs: int = Field(default=60, ge=1, description="Passes over the catalogue with quantisation.")
     batch_size: int = Field(default=1024, ge=2, description="Items per RQ-VAE training batch.")
     lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(default=1e-4, ge=0, description="AdamW weight decay.")
     beta: float = Field(
-        default=0.25, ge=0, description="Weight of the commitment loss ||z - sg(e)||^2 (VQ-VAE beta)."
+        default=0.25,
+        ge=0,
+        description="Weight of the commitment loss, MSE(residual, sg(code)) summed over levels (VQ-VAE "
+        "beta). The reconstruction loss is the MSE of the item embedding.",
     )
     seed: int = Field(default=0, description="Seed for initialisation, batching, k-means and code draws.")
 
@@ -110,7 +112,12 @@ class SidConfig(BaseModel):
         description="Add an InfoNCE loss that pulls together the latents of items adjacent in a train "
         "sequence (in-batch negatives).",
     )
-    contrastive_weight: float = Field(default=0.1, ge=0, description="Weight of the contrastive loss.")
+    contrastive_weight: float = Field(
+        default=1e-3,
+        ge=0,
+        description="Weight of the contrastive loss. The reconstruction MSE of unit-norm embeddings is about "
+        "1e-3 while InfoNCE is about 1..7, hence the small weight; 1e-2 already collapses level 0 on Beauty.",
+    )
     contrastive_temperature: float = Field(default=0.1, gt=0, description="InfoNCE temperature.")
 
     @property

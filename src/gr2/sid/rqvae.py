@@ -39,9 +39,7 @@ def mlp(dims: list[int]) -> nn.Sequential:
 
 def squared_distances(points: Tensor, codebook: Tensor) -> Tensor:
     """(B, C) squared Euclidean distances between each point and each code."""
-    return (
-        points.pow(2).sum(1, keepdim=True) - 2 * points @ codebook.T + codebook.pow(2).sum(1)[None, :]
-    ).clamp_min(0)
+    return (points.pow(2).sum(1, keepdim=True) - 2 * points @ codebook.T + codebook.pow(2).sum(1)[None, :]).clamp_min(0)
 
 
 def ema_codebook_update(

@@ -45,9 +45,7 @@ class SidMap:
 
     def vocabulary(self) -> list[str]:
         """Tokens to add to an LLM: begin/end markers and one token per code per level."""
-        codes = [
-            code_token(level, code) for level in range(self.levels) for code in range(self.codebook_size)
-        ]
+        codes = [code_token(level, code) for level in range(self.levels) for code in range(self.codebook_size)]
         return [SID_BEGIN, SID_END, *codes]
 
     def to_json(self) -> dict:

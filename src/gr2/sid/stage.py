@@ -152,9 +152,7 @@ def semantic_ids_from_embeddings(
     else:
         codes, priority = encoded.codes, encoded.quantisation_error
     codebooks = [codebook.cpu().numpy() for codebook in trained.model.codebooks()]
-    resolution = resolve_collisions(
-        codes, priority, encoded.latents, codebooks, config.codebook_size, rng, item_ids
-    )
+    resolution = resolve_collisions(codes, priority, encoded.latents, codebooks, config.codebook_size, rng, item_ids)
     sid_map = SidMap(
         levels=config.levels,
         codebook_size=config.codebook_size,

@@ -66,9 +66,7 @@ def co_interaction_partners(sequences: Sequence[Sequence[str]], item_ids: Sequen
 def kmeans_centroids(points: np.ndarray, k: int, iterations: int, seed: int) -> np.ndarray:
     import faiss
 
-    kmeans = faiss.Kmeans(
-        points.shape[1], k, niter=iterations, seed=seed, min_points_per_centroid=1, verbose=False
-    )
+    kmeans = faiss.Kmeans(points.shape[1], k, niter=iterations, seed=seed, min_points_per_centroid=1, verbose=False)
     kmeans.train(np.ascontiguousarray(points, dtype=np.float32))
     return kmeans.centroids
 
@@ -121,9 +119,7 @@ def loss_terms(
 def update_codebooks(model: RQVAE, out: Reconstruction, config: SidConfig) -> int:
     """EMA step and dead-code reset after the gradient step; returns how many codes were re-seeded."""
     reset = 0
-    for level, residual, codes in zip(
-        model.levels, out.quantised.residuals, out.quantised.codes.T, strict=True
-    ):
+    for level, residual, codes in zip(model.levels, out.quantised.residuals, out.quantised.codes.T, strict=True):
         if config.ema:
             level.ema_update(residual.detach(), codes)
         if config.dead_code_reset:

@@ -44,18 +44,14 @@ class PrefixTrie:
 
     def to_json(self) -> dict:
         def encode(node: Node) -> dict:
-            return {
-                str(code): child if isinstance(child, str) else encode(child) for code, child in node.items()
-            }
+            return {str(code): child if isinstance(child, str) else encode(child) for code, child in node.items()}
 
         return {"levels": self.levels, "codebook_size": self.codebook_size, "root": encode(self.root)}
 
     @classmethod
     def from_json(cls, payload: dict) -> PrefixTrie:
         def decode(node: dict) -> Node:
-            return {
-                int(code): child if isinstance(child, str) else decode(child) for code, child in node.items()
-            }
+            return {int(code): child if isinstance(child, str) else decode(child) for code, child in node.items()}
 
         return cls(int(payload["levels"]), int(payload["codebook_size"]), decode(payload["root"]))
 
