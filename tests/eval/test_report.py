@@ -156,7 +156,7 @@ def test_manifest_and_stage_metrics_are_collapsible(page):
 def test_markdown_summary_has_gate_and_table():
     markdown = render_markdown(make_results(passed=False))
     assert "**0.3101**" in markdown
-    assert "**Deployment gate FAILED** (candidate: SFT + DAPO (conditional)): dapo ndcg@5 0.4870 &lt;" in markdown
+    assert "**Deployment gate FAILED** (candidate: SFT + DAPO (conditional)): dapo ndcg@5 0.4870 &lt; prerank" in markdown
     lines = markdown.splitlines()
     header = next(line for line in lines if line.startswith("| row |"))
     assert "R@5 [95% CI]" in header and "ΔNDCG@5 (p)" in header
@@ -168,7 +168,7 @@ def test_markdown_summary_has_gate_and_table():
 def test_markdown_escapes_table_breaking_labels():
     results = make_results()
     results["rows"]["sft"]["label"] = "SFT | <b>x</b>"
-    assert "| SFT \\| &lt;b&gt;x&lt;/b&gt; |" in render_markdown(results)
+    assert "| SFT \\| &lt;b>x&lt;/b> |" in render_markdown(results)
 
 
 def test_optional_sections_may_be_missing(tmp_path):

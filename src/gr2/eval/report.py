@@ -393,8 +393,8 @@ def render_html(results: Mapping, manifest: Mapping) -> str:
 
 
 def md_text(value: object) -> str:
-    """Plain text safe inside a Markdown table cell (and inert if the viewer passes HTML through)."""
-    return html.escape(" ".join(str(value).split()), quote=False).replace("|", "\\|")
+    """One line of text that cannot break a Markdown table (`|`) or open an HTML tag (`<`) in the viewer."""
+    return " ".join(str(value).split()).replace("<", "&lt;").replace("|", "\\|")
 
 
 def md_cell(cell: Cell) -> str:
