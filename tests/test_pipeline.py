@@ -55,18 +55,50 @@ def test_bad_preset_is_a_clear_cli_error(capsys):
     assert "prerank.sasrec.epoch: Extra inputs are not permitted" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_smoke_pipeline_runs_locally_end_to_end(tmp_path):
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The whole smoke pipeline, run once for the tests below."""
+    out = tmp_path_factory.mktemp("smoke") / "out"
     assert main(["run", "--preset", "smoke", "--out", str(out)]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    return out, json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_runs_every_stage(smoke_run):
+    out, metrics = smoke_run
     assert metrics["data.users"] == 1000
     assert metrics["prerank.test_examples"] > 20
     for name in ("prerank.recall@1", "prerank.ndcg@5", "prerank.oracle.ndcg@5", "prerank.random.ndcg@5"):
         assert 0.0 <= metrics[name] <= 1.0
-    assert metrics["prerank.oracle.recall@1"] == 1.0
-    assert metrics["prerank.order_copy_rate"] == 1.0
+    assert metrics["prerank.oracle.recall@1"] == 1.0 and metrics["prerank.order_copy_rate"] == 1.0
+    assert metrics["sid.uniqueness_after_resolution"] == 1.0
+    assert metrics["base_model.roundtrip_ok_rate"] == 1.0
+    assert {"midtrain.recall@10", "midtrain.ndcg@10", "midtrain.sid_valid_rate"} <= set(metrics)
+    assert 0.0 < metrics["traces.acceptance_rate"] <= 1.0
+    assert metrics["sft.train_steps"] == 3 and "sft.invalid_rate" in metrics
+    assert metrics["dapo.train_steps"] == 2
+    assert metrics["dapo.last_step_gr2_valid_share"] == 1.0  # constrained rollouts
+    dapo_metrics = {"recall@1", "recall@5", "ndcg@5", "order_copy_rate", "invalid_rate"}
+    assert {f"dapo.{name}" for name in dapo_metrics} <= set(metrics)
+    assert metrics["evaluate.prerank.ndcg@5"] == pytest.approx(metrics["prerank.ndcg@5"])
+    assert metrics["evaluate.oracle.recall@1"] == 1.0
+    assert metrics["evaluate.gate_passed"] in (0.0, 1.0)
     assert json.loads((out / "config.json").read_text())["name"] == "smoke"
+
+
+@pytest.mark.slow
+def test_smoke_run_publishes_report_manifest_and_request(smoke_run):
+    out, metrics = smoke_run
+    report = (out / "report.html").read_text()
+    assert "data:image/png;base64," in report and "Incoming order" in report
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config_hash"] and manifest["dataset"]["content_sha256"] and manifest["packages"]["torch"]
+    assert set(manifest["upstream_artifacts"]) >= {"dataset", "examples", "semantic_ids", "dapo"}
+    request = json.loads((out / "example_request.json").read_text())
+    (instance,) = request["instances"]
+    assert len(instance["candidates"]) == 10 and instance["history"]
+    deployed = list((out / "kfp").glob("*/deploy/inference_service"))
+    assert bool(deployed) == bool(metrics["evaluate.gate_passed"])
 
 
 @pytest.mark.slow

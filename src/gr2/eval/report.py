@@ -20,7 +20,6 @@ from gr2.eval.plots import is_number
 from gr2.storage.atomic import write_text_atomic
 
 SIGNIFICANCE = 0.05
-REFERENCE_ROW = "prerank"
 CEILING_ROWS = frozenset({"oracle"})  # best by construction: never the bold "best" of a column
 KIND_TITLES = {"baseline": "Baselines", "teacher": "Teacher", "model": "Models"}
 MISSING = "—"
