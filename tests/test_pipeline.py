@@ -118,3 +118,16 @@ def test_smoke_runs_on_an_unseen_dataset_folder(tmp_path):
     assert metrics["data.users"] == 1000
     assert metrics["prerank.test_examples"] >= 1
     assert str(folder) in json.loads((out / "config.json").read_text())["data"]["dataset"]
+
+
+@pytest.mark.slow
+def test_report_is_rebuilt_from_a_finished_run(smoke_run):
+    out, _ = smoke_run
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_report_without_a_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no finished evaluate stage" in capsys.readouterr().err

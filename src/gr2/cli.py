@@ -86,6 +86,38 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=command_submit)
 
 
+def command_sid_ablation(args: argparse.Namespace) -> int:
+    from gr2.data.loading import load_interactions
+    from gr2.data.registry import resolve_dataset
+    from gr2.data.split import LeaveOneOutSplit
+    from gr2.sid.ablation import run_ablation
+
+    config = load_preset(args.preset, args.set or [])
+    data = load_interactions(resolve_dataset(args.data))
+    train = [seq for seq in LeaveOneOutSplit(data.sequences, config.data.max_history).train_sequences().values() if seq]
+    out = Path(args.out)
+    rows = run_ablation(data.items, train, config.sid, out, Path(config.cache).expanduser() / "embeddings")
+    console.print(f"{len(rows)} configurations: {out / 'ablation.md'}")
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    import json
+
+    from gr2.eval.report import write_report
+
+    out = Path(args.out)
+    evaluations = sorted(out.glob("kfp/*/evaluate/results/results.json"), key=lambda p: p.stat().st_mtime)
+    if not evaluations:
+        raise ValueError(f"{out}: no finished evaluate stage (kfp/*/evaluate/results/results.json)")
+    folder = evaluations[-1].parent
+    paths = write_report(
+        json.loads(evaluations[-1].read_text()), json.loads((folder / "manifest.json").read_text()), out
+    )
+    console.print(f"report: {paths['html']}")
+    return 0
+
+
 def command_datasets(args: argparse.Namespace) -> int:
     from gr2.data.catalog import dataset_summaries
 
@@ -146,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("serve_args", nargs=argparse.REMAINDER)
     serve.set_defaults(handler=command_serve)
+
+    ablation = commands.add_parser("sid-ablation", help="the semantic-ID ablation table (uniqueness, reconstruction)")
+    ablation.add_argument("--data", default="amazon-beauty-2014", help="bundled dataset name or folder")
+    ablation.add_argument("--out", required=True)
+    ablation.add_argument("--preset", default="beauty-cpu", help="preset whose `sid` section is the base config")
+    ablation.add_argument("--set", action="append", metavar="KEY=VALUE")
+    ablation.set_defaults(handler=command_sid_ablation)
+
+    report = commands.add_parser("report", help="rebuild OUT/report.html from a finished run, without retraining")
+    report.add_argument("out", help="the run's output folder (gr2 run --out)")
+    report.set_defaults(handler=command_report)
 
     datasets = commands.add_parser("datasets", help="list bundled datasets with their statistics")
     datasets.set_defaults(handler=command_datasets)

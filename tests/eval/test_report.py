@@ -27,6 +27,8 @@ def row(label, kind, r1, r5, ndcg5, *, invalid=0.0, order_copy=0.0, p=None, hits
         result["vs_prerank"] = {"recall@5": {"diff": r5 - 0.7227, "p_value": p},
                                 "ndcg@5": {"diff": ndcg5 - 0.5101, "p_value": p}}
     result.update(extra)
+    if kind != "baseline":
+        metrics.update(mean_completion_tokens=212.4, tokens_per_second=1830.2, examples_per_second=8.61)
     return result
 
 
@@ -45,7 +47,7 @@ def make_results(passed=True):
         "sft": row("SFT (rejection traces)", "model", 0.2784, 0.7091, 0.4970, invalid=0.031, p=0.21,
                    examples=[example("History shows desk supplies.")]),
         "dapo": row("SFT + DAPO (conditional)", "model", 0.2977, 0.7460, 0.5234, invalid=0.004, order_copy=0.05,
-                    p=0.012, mean_trace_tokens=212.4, tokens_per_second=1830.2, examples_per_second=8.61,
+                    p=0.012,
                     position_bias={"ndcg@5_shuffled": 0.5012, "recall@1_shuffled": 0.2713, "ndcg@5_delta": -0.0222,
                                    "recall@1_delta": -0.0264},
                     examples=[example("Step 1: pens, then refills.\nStep 2: paper."), example(MALICIOUS)]),
@@ -141,6 +143,20 @@ def test_untrusted_text_is_escaped(page):
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
 
 
+def test_generation_cost_shows_only_the_reported_columns(page):
+    cost = page[page.index("<h2>Generation cost</h2>"):]
+    cost = cost[:cost.index("</table>")]
+    assert "mean completion tokens" in cost and "212.4" in cost and "mean trace tokens" not in cost
+    assert "Incoming order" not in cost and "SFT + DAPO (naive reward)" in cost
+
+
+def test_gate_without_candidate_says_there_is_nothing_to_deploy():
+    results = make_results(passed=False)
+    results["gate"] |= {"candidate": None, "reason": "no trained model row to deploy"}
+    assert "Gate failed: no model to deploy" in render_html(results, MANIFEST)
+    assert "**Deployment gate FAILED** (candidate: none): no trained model row to deploy" in render_markdown(results)
+
+
 def test_example_traces_show_the_candidates_target_and_explanation(page):
     assert '<details open><summary>SFT + DAPO (conditional): 2 example traces</summary>' in page
     assert "target position 4 incoming, 1 re-ranked" in page
@@ -156,7 +172,8 @@ def test_manifest_and_stage_metrics_are_collapsible(page):
 def test_markdown_summary_has_gate_and_table():
     markdown = render_markdown(make_results(passed=False))
     assert "**0.3101**" in markdown
-    assert "**Deployment gate FAILED** (candidate: SFT + DAPO (conditional)): dapo ndcg@5 0.4870 &lt; prerank" in markdown
+    gate = "**Deployment gate FAILED** (candidate: SFT + DAPO (conditional)): dapo ndcg@5 0.4870 &lt; prerank"
+    assert gate in markdown
     lines = markdown.splitlines()
     header = next(line for line in lines if line.startswith("| row |"))
     assert "R@5 [95% CI]" in header and "ΔNDCG@5 (p)" in header
@@ -173,12 +190,13 @@ def test_markdown_escapes_table_breaking_labels():
 
 def test_optional_sections_may_be_missing(tmp_path):
     results = make_results()
-    for key in ("curves", "sid", "stages"):
+    results["curves"] = {"sft": [], "dapo": [], "dapo_naive": []}  # what the evaluator gives for untrained rows
+    for key in ("sid", "stages"):
         del results[key]
     for result_row in results["rows"].values():
         for key in ("ci95", "vs_prerank", "hit_positions", "position_bias", "examples"):
             result_row.pop(key, None)
-        for key in ("mean_trace_tokens", "tokens_per_second", "examples_per_second"):
+        for key in ("mean_completion_tokens", "tokens_per_second", "examples_per_second"):
             result_row["metrics"].pop(key, None)
     page = render_html(results, {})
     assert page.count("data:image/png;base64,") == 1  # the interval plot, now points without intervals

@@ -99,7 +99,7 @@ def curve_series(curves: Mapping[str, Sequence[Mapping]], metric: str, runs: Seq
     """(steps, values) of `metric` for each run in `runs` that logged it."""
     series = {}
     for run in runs:
-        points = [(point["step"], point[metric]) for point in curves.get(run, ()) if is_number(point.get(metric))]
+        points = [(point["step"], point[metric]) for point in curves.get(run) or () if is_number(point.get(metric))]
         if points:
             series[run] = tuple(zip(*points, strict=True))
     return series

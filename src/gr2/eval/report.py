@@ -134,14 +134,15 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     MetricColumn("invalid_rate", "invalid", min, generated_only=True),
     MetricColumn("order_copy_rate", "order copy", min, generated_only=True),
 )
-POSITION_BIAS_COLUMNS: tuple[Column, ...] = (
+POSITION_BIAS_COLUMNS = (
     MetricColumn("ndcg@5_shuffled", "NDCG@5 shuffled", None, source="position_bias"),
     MetricColumn("ndcg@5_delta", "ΔNDCG@5", None, source="position_bias"),
     MetricColumn("recall@1_shuffled", "R@1 shuffled", None, source="position_bias"),
     MetricColumn("recall@1_delta", "ΔR@1", None, source="position_bias"),
 )
-COST_COLUMNS: tuple[Column, ...] = (
+COST_COLUMNS = (
     MetricColumn("mean_trace_tokens", "mean trace tokens", None, digits=1),
+    MetricColumn("mean_completion_tokens", "mean completion tokens", None, digits=1),
     MetricColumn("tokens_per_second", "tokens / s", None, digits=1),
     MetricColumn("examples_per_second", "examples / s", None, digits=2),
 )
@@ -204,10 +205,11 @@ def row_label(rows: Mapping[str, Mapping], key: str) -> str:
     return rows.get(key, {}).get("label", key)
 
 
-def rows_with(rows: Mapping[str, Mapping], source: str, columns: Iterable[Column]) -> dict[str, Mapping]:
-    """The rows that hold a number for at least one of `columns` under `row[source]`."""
-    return {key: row for key, row in rows.items()
-            if any(is_number(row.get(source, {}).get(column.metric)) for column in columns)}
+def filled(rows: Mapping[str, Mapping], columns: Iterable[MetricColumn]) -> tuple[dict, list[MetricColumn]]:
+    """The rows with a number in at least one of `columns`, and the columns with a number in one of those rows."""
+    columns = list(columns)
+    rows = {key: row for key, row in rows.items() if any(is_number(column.value(row)) for column in columns)}
+    return rows, [column for column in columns if any(is_number(column.value(row)) for row in rows.values())]
 
 
 # ---- HTML ----------------------------------------------------------------------------------------------------
@@ -243,8 +245,11 @@ def html_table(rows: Mapping[str, Mapping], columns: Iterable[Column], candidate
 
 def html_gate(gate: Mapping, rows: Mapping[str, Mapping]) -> str:
     passed = bool(gate.get("passed"))
-    candidate = row_label(rows, gate.get("candidate", ""))
-    verdict = f"Gate passed: {candidate} may be deployed" if passed else f"Gate failed: do not deploy {candidate}"
+    candidate = row_label(rows, gate["candidate"]) if gate.get("candidate") else None
+    if passed:
+        verdict = f"Gate passed: {candidate} may be deployed"
+    else:
+        verdict = f"Gate failed: do not deploy {candidate}" if candidate else "Gate failed: no model to deploy"
     rule = " · ".join(f"{key} {format_value(value)}" for key, value in gate.get("rule", {}).items())
     return (f'<section class="gate {"pass" if passed else "fail"}"><h2>{esc(verdict)}</h2>'
             f'<p>{esc(gate.get("reason", ""))}</p><p class="rule">rule: {esc(rule)}</p></section>')
@@ -295,7 +300,7 @@ def html_example(example: Mapping) -> str:
                      ("Re-ranked", "ranking")))
     return (f'<div class="trace"><p><b>user</b> {esc(example.get("user_id", ""))} · <b>target</b> {esc(target)} · '
             f'{esc(target_positions(example))}</p><div class="lists">{lists}</div>'
-            f'<h4>Explanation</h4><p class="explanation">{esc(example.get("explanation", ""))}</p></div>')
+            f'<h4>Explanation</h4><p class="explanation">{esc(example.get("explanation") or "")}</p></div>')
 
 
 def html_examples(rows: Mapping[str, Mapping], candidate: str | None) -> str:
@@ -329,13 +334,13 @@ def html_collapsible(title: str, value: object) -> str:
     return f"<details><summary>{esc(title)}</summary>{html_value(value)}</details>"
 
 
-def html_secondary_table(title: str, legend: str, rows: Mapping[str, Mapping], source: str,
-                         columns: tuple[Column, ...], candidate: str | None) -> str:
-    """A table over the rows that hold its numbers; empty when none does."""
-    selected = rows_with(rows, source, columns)
-    if not selected:
+def html_secondary_table(title: str, legend: str, rows: Mapping[str, Mapping], columns: Iterable[MetricColumn],
+                         candidate: str | None) -> str:
+    """A table of the rows and columns that hold numbers; empty when none does."""
+    rows, columns = filled(rows, columns)
+    if not rows:
         return ""
-    return f'<h2>{esc(title)}</h2>{html_table(selected, columns, candidate)}<p class="legend">{esc(legend)}</p>'
+    return f'<h2>{esc(title)}</h2>{html_table(rows, columns, candidate)}<p class="legend">{esc(legend)}</p>'
 
 
 def run_title(results: Mapping) -> str:
@@ -369,10 +374,10 @@ def render_html(results: Mapping, manifest: Mapping) -> str:
         "".join(html_figure(*figure) for figure in report_figures(results)),
         html_secondary_table("Position bias", "The same examples with the candidates shown in a shuffled order; "
                              "Δ is the change from the incoming order. A large drop means the model leans on the "
-                             "position it is given rather than on the items.", rows, "position_bias",
-                             POSITION_BIAS_COLUMNS, candidate),
+                             "position it is given rather than on the items.", rows, POSITION_BIAS_COLUMNS,
+                             candidate),
         html_secondary_table("Generation cost", "Reasoning-trace length and generation throughput of each generated "
-                             "ranking.", rows, "metrics", COST_COLUMNS, candidate),
+                             "ranking.", rows, COST_COLUMNS, candidate),
     ]
     examples = html_examples(rows, candidate)
     if examples:
@@ -418,7 +423,7 @@ def render_markdown(results: Mapping) -> str:
     gate = results["gate"]
     verdict = "PASSED" if gate.get("passed") else "FAILED"
     return (f"# {md_text(run_title(results))}\n\n{md_text(run_subtitle(results))}\n\n"
-            f"**Deployment gate {verdict}** (candidate: {md_text(row_label(rows, gate.get('candidate', '')))}): "
+            f"**Deployment gate {verdict}** (candidate: {md_text(row_label(rows, gate.get('candidate') or 'none'))}): "
             f"{md_text(gate.get('reason', ''))}\n\n{md_table(rows, SUMMARY_COLUMNS)}\n\n"
             f"{md_text(RESULTS_LEGEND)}\n")
 
