@@ -19,9 +19,9 @@ from gr2.eval.config import EvaluateConfig
 from gr2.lm.config import BaseModelConfig, MidtrainConfig
 from gr2.prerank.config import PrerankConfig
 from gr2.sid.config import SidConfig
+from gr2.storage.hashing import hash_json
 from gr2.traces.config import PromptConfig, TeacherConfig
 from gr2.train.config import DapoConfig, SftConfig
-from gr2.storage.hashing import hash_json
 
 CONFIGS_ENV = "GR2_CONFIGS"
 

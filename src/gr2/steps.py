@@ -129,6 +129,7 @@ def sft_step(
         config.seed,
         config.stage_workspace("sft"),
         Path(model_out),
+        config.evaluate.decoding == "constrained",
     )
     log_all(metrics, log_metric)
 
@@ -157,6 +158,7 @@ def dapo_step(
         config.seed,
         config.stage_workspace(f"dapo-{reward_kind}"),
         Path(model_out),
+        config.evaluate.decoding == "constrained",
     )
     log_all(metrics, log_metric)
 

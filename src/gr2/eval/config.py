@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -26,7 +28,15 @@ class EvaluateConfig(BaseModel):
     max_examples: int | None = Field(
         None, ge=1, description="Evaluate on a seeded sample of this many test examples (None: all of them)."
     )
-    max_new_tokens: int = Field(384, ge=16, description="Generation budget per answer for LLM rows.")
+    decoding: Literal["constrained", "free"] = Field(
+        "constrained",
+        description="How trained rows (and SFT/DAPO validation) decode. `constrained`: as served (free reasoning, "
+        "then a ranking that can only be a permutation of the candidates), so the gate judges what would be "
+        "deployed. `free`: plain generation as in the paper, where invalid answers fall back and are counted.",
+    )
+    max_new_tokens: int = Field(
+        384, ge=16, description="Generation budget per answer for LLM rows (the reasoning budget when constrained)."
+    )
     batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
     position_bias_probe: bool = Field(
         True, description="Re-run every row with the candidates shuffled (seeded) and report how metrics move."

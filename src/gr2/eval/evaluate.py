@@ -78,7 +78,15 @@ def teacher_ranker(teacher: Teacher, inputs: StageInputs, prompt: PromptConfig, 
 def llm_ranker(model, tokenizer, inputs: StageInputs, prompt: PromptConfig, config: EvaluateConfig) -> Ranker:
     def rank(examples: Sequence[RerankExample]) -> RowOutput:
         run = rerank_with_model(
-            model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, config.max_new_tokens, config.batch_size
+            model,
+            tokenizer,
+            examples,
+            inputs.catalog,
+            inputs.sids,
+            prompt,
+            config.max_new_tokens,
+            config.batch_size,
+            constrained=config.decoding == "constrained",
         )
         return RowOutput(run.rankings, [p.explanation for p in run.parsed], run.speed_metrics())
 

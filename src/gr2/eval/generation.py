@@ -7,6 +7,7 @@ to the incoming order.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +69,22 @@ class GenerationRun:
         }
 
 
+def free_answers(model, tokenizer, prompts: list[str], max_new_tokens: int) -> tuple[list[str], int]:
+    outputs, produced = generate_texts(model, tokenizer, prompts, max_new_tokens)
+    return [strip_end_markers(text, tokenizer) for text in outputs], produced
+
+
+def constrained_answers(
+    model, tokenizer, prompts: list[str], candidates: list[tuple[str, ...]], sids: SidMap, reasoning_tokens: int
+) -> tuple[list[str], int]:
+    """The serving decoder's answers: free reasoning, then a ranking that can only be a permutation."""
+    from gr2.serve.backends import LocalBackend
+
+    options = [[sids.codes[item] for item in row] for row in candidates]
+    answers = LocalBackend(model, tokenizer).answer(prompts, options, reasoning_tokens, math.inf)
+    return [a.text for a in answers], sum(a.reasoning_tokens + a.ranking_tokens for a in answers)
+
+
 def rerank_with_model(
     model,
     tokenizer,
@@ -77,8 +94,11 @@ def rerank_with_model(
     prompt: PromptConfig,
     max_new_tokens: int,
     batch_size: int = 8,
+    constrained: bool = False,
 ) -> GenerationRun:
-    """Greedy re-rankings of `examples`, parsed against each example's candidates."""
+    """Greedy re-rankings of `examples`, parsed against each example's candidates. `constrained` decodes as
+    the server does (max_new_tokens is then the reasoning budget); otherwise free generation, where an
+    answer may be invalid."""
     model.eval()
     texts: list[str] = []
     new_tokens, started = 0, time.monotonic()
@@ -87,8 +107,13 @@ def rerank_with_model(
         prompts = [
             chat_prompt(tokenizer, build_messages(e.history, e.candidates, catalog, sids, prompt)) for e in chunk
         ]
-        outputs, produced = generate_texts(model, tokenizer, prompts, max_new_tokens)
-        texts.extend(strip_end_markers(text, tokenizer) for text in outputs)
+        if constrained:
+            answers, produced = constrained_answers(
+                model, tokenizer, prompts, [e.candidates for e in chunk], sids, max_new_tokens
+            )
+        else:
+            answers, produced = free_answers(model, tokenizer, prompts, max_new_tokens)
+        texts.extend(answers)
         new_tokens += produced
     parsed = [parse_ranking(text, e.candidates, sids) for text, e in zip(texts, examples, strict=True)]
     return GenerationRun(texts, parsed, new_tokens, time.monotonic() - started)

@@ -62,7 +62,7 @@ def hit_positions_png(rows: Mapping[str, Mapping]) -> bytes | None:
         axis.set_title(rows[key].get("label", key), fontsize=9)
         axis.set_xticks(list(positions))
         axis.tick_params(labelsize=8)
-    for axis in axes[len(histograms):]:
+    for axis in axes[len(histograms) :]:
         axis.set_visible(False)
     figure.supxlabel("position of the target after re-ranking", fontsize=9)
     figure.supylabel("examples", fontsize=9)
@@ -83,8 +83,15 @@ def metric_intervals_png(rows: Mapping[str, Mapping]) -> bytes | None:
             if not is_number(value):
                 continue
             low, high = rows[key].get("ci95", {}).get(metric, (value, value))
-            axis.errorbar(value, y, xerr=[[value - low], [high - value]], fmt="o", color=kind_colour(rows[key]),
-                          capsize=3, markersize=6)
+            axis.errorbar(
+                value,
+                y,
+                xerr=[[value - low], [high - value]],
+                fmt="o",
+                color=kind_colour(rows[key]),
+                capsize=3,
+                markersize=6,
+            )
         reference = rows.get(REFERENCE_ROW, {}).get("metrics", {}).get(metric)
         if is_number(reference):
             axis.axvline(reference, color="black", linestyle="--", linewidth=1)
@@ -118,14 +125,26 @@ def training_curves_png(curves: Mapping[str, Sequence[Mapping]], labels: Mapping
     legend = {}
     for axis, (title, series) in zip(axes, panels, strict=True):
         for run, (steps, values) in series.items():
-            (legend[run],) = axis.plot(steps, values, color=RUN_COLOURS.get(run), linewidth=1.3, markersize=3,
-                                       marker="o" if len(steps) <= 30 else None)
+            (legend[run],) = axis.plot(
+                steps,
+                values,
+                color=RUN_COLOURS.get(run),
+                linewidth=1.3,
+                markersize=3,
+                marker="o" if len(steps) <= 30 else None,
+            )
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("step", fontsize=9)
         axis.tick_params(labelsize=8)
         axis.grid(alpha=0.3)
-    figure.legend(list(legend.values()), [labels.get(run, run) for run in legend], loc="outside lower center",
-                  ncols=len(legend), fontsize=9, frameon=False)
+    figure.legend(
+        list(legend.values()),
+        [labels.get(run, run) for run in legend],
+        loc="outside lower center",
+        ncols=len(legend),
+        fontsize=9,
+        frameon=False,
+    )
     return png_bytes(figure)
 
 
@@ -139,8 +158,10 @@ def level_values(sid: Mapping[str, float], prefix: str) -> list[float]:
 
 def sid_levels_png(sid: Mapping[str, float]) -> bytes | None:
     """Codebook utilisation and perplexity per residual level of the semantic-ID tokenizer."""
-    panels = [(title, level_values(sid, prefix)) for title, prefix in
-              (("codebook utilisation", "utilisation"), ("codebook perplexity", "perplexity"))]
+    panels = [
+        (title, level_values(sid, prefix))
+        for title, prefix in (("codebook utilisation", "utilisation"), ("codebook perplexity", "perplexity"))
+    ]
     panels = [(title, values) for title, values in panels if values]
     if not panels:
         return None

@@ -77,8 +77,10 @@ class MetricColumn:
 
     def cells(self, rows: Mapping[str, Mapping]) -> dict[str, Cell]:
         best = self.best(rows)
-        return {key: self.cell(row, best is not None and self.competes(key, row) and self.value(row) == best)
-                for key, row in rows.items()}
+        return {
+            key: self.cell(row, best is not None and self.competes(key, row) and self.value(row) == best)
+            for key, row in rows.items()
+        }
 
     def cell(self, row: Mapping, bold: bool) -> Cell:
         interval = row.get("ci95", {}).get(self.metric) if self.interval else None
@@ -251,8 +253,10 @@ def html_gate(gate: Mapping, rows: Mapping[str, Mapping]) -> str:
     else:
         verdict = f"Gate failed: do not deploy {candidate}" if candidate else "Gate failed: no model to deploy"
     rule = " · ".join(f"{key} {format_value(value)}" for key, value in gate.get("rule", {}).items())
-    return (f'<section class="gate {"pass" if passed else "fail"}"><h2>{esc(verdict)}</h2>'
-            f'<p>{esc(gate.get("reason", ""))}</p><p class="rule">rule: {esc(rule)}</p></section>')
+    return (
+        f'<section class="gate {"pass" if passed else "fail"}"><h2>{esc(verdict)}</h2>'
+        f'<p>{esc(gate.get("reason", ""))}</p><p class="rule">rule: {esc(rule)}</p></section>'
+    )
 
 
 def report_figures(results: Mapping) -> list[tuple[str, str, bytes]]:
@@ -260,33 +264,51 @@ def report_figures(results: Mapping) -> list[tuple[str, str, bytes]]:
     rows = results["rows"]
     labels = {key: row.get("label", key) for key, row in rows.items()}
     figures = [
-        ("Recall@5 and NDCG@5", "Point estimate and 95% interval per row; the dashed line is the incoming order. "
-         "Grey: baselines, orange: teacher, blue: models.", plots.metric_intervals_png(rows)),
-        ("Where the target lands", "Examples per position of the held-out item after re-ranking; the black outline "
-         "is the incoming order. Mass moving to position 1 is the improvement.", plots.hit_positions_png(rows)),
-        ("Training curves", "Per optimiser step. The order-copy rate is the reward hack the conditional reward "
-         "prevents: it should stay low for the conditional run.",
-         plots.training_curves_png(results.get("curves", {}), labels)),
-        ("Semantic-ID tokenizer", "Share of each level's codes in use and the perplexity of their usage.",
-         plots.sid_levels_png(results.get("sid", {}))),
+        (
+            "Recall@5 and NDCG@5",
+            "Point estimate and 95% interval per row; the dashed line is the incoming order. "
+            "Grey: baselines, orange: teacher, blue: models.",
+            plots.metric_intervals_png(rows),
+        ),
+        (
+            "Where the target lands",
+            "Examples per position of the held-out item after re-ranking; the black outline "
+            "is the incoming order. Mass moving to position 1 is the improvement.",
+            plots.hit_positions_png(rows),
+        ),
+        (
+            "Training curves",
+            "Per optimiser step. The order-copy rate is the reward hack the conditional reward "
+            "prevents: it should stay low for the conditional run.",
+            plots.training_curves_png(results.get("curves", {}), labels),
+        ),
+        (
+            "Semantic-ID tokenizer",
+            "Share of each level's codes in use and the perplexity of their usage.",
+            plots.sid_levels_png(results.get("sid", {})),
+        ),
     ]
     return [(title, caption, png) for title, caption, png in figures if png is not None]
 
 
 def html_figure(title: str, caption: str, png: bytes) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(title)}">'
-            f"<figcaption><b>{esc(title)}.</b> {esc(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{esc(title)}">'
+        f"<figcaption><b>{esc(title)}.</b> {esc(caption)}</figcaption></figure>"
+    )
 
 
 def html_item_list(items: Iterable[str], target: str) -> str:
-    entries = "".join(f'<li class="target">{esc(item)}</li>' if item == target else f"<li>{esc(item)}</li>"
-                      for item in items)
+    entries = "".join(
+        f'<li class="target">{esc(item)}</li>' if item == target else f"<li>{esc(item)}</li>" for item in items
+    )
     return f"<ol>{entries}</ol>"
 
 
 def target_positions(example: Mapping) -> str:
     """Where the target stood in the incoming order and where the re-ranking put it."""
+
     def position(items: list) -> str:
         return str(items.index(example["target"]) + 1) if example["target"] in items else "absent"
 
@@ -295,12 +317,19 @@ def target_positions(example: Mapping) -> str:
 
 def html_example(example: Mapping) -> str:
     target = example["target"]
-    lists = "".join(f"<div><h4>{title}</h4>{html_item_list(example.get(field, []), target)}</div>" for title, field in
-                    (("History (oldest first)", "history"), ("Candidates (incoming order)", "candidates"),
-                     ("Re-ranked", "ranking")))
-    return (f'<div class="trace"><p><b>user</b> {esc(example.get("user_id", ""))} · <b>target</b> {esc(target)} · '
-            f'{esc(target_positions(example))}</p><div class="lists">{lists}</div>'
-            f'<h4>Explanation</h4><p class="explanation">{esc(example.get("explanation") or "")}</p></div>')
+    lists = "".join(
+        f"<div><h4>{title}</h4>{html_item_list(example.get(field, []), target)}</div>"
+        for title, field in (
+            ("History (oldest first)", "history"),
+            ("Candidates (incoming order)", "candidates"),
+            ("Re-ranked", "ranking"),
+        )
+    )
+    return (
+        f'<div class="trace"><p><b>user</b> {esc(example.get("user_id", ""))} · <b>target</b> {esc(target)} · '
+        f'{esc(target_positions(example))}</p><div class="lists">{lists}</div>'
+        f'<h4>Explanation</h4><p class="explanation">{esc(example.get("explanation") or "")}</p></div>'
+    )
 
 
 def html_examples(rows: Mapping[str, Mapping], candidate: str | None) -> str:
@@ -310,9 +339,11 @@ def html_examples(rows: Mapping[str, Mapping], candidate: str | None) -> str:
         examples = row.get("examples") or []
         if examples:
             opened = " open" if key == candidate else ""
-            blocks.append(f"<details{opened}><summary>{esc(row.get('label', key))}: {len(examples)} example "
-                          f"trace{'s' if len(examples) > 1 else ''}</summary>"
-                          f"{''.join(html_example(example) for example in examples)}</details>")
+            blocks.append(
+                f"<details{opened}><summary>{esc(row.get('label', key))}: {len(examples)} example "
+                f"trace{'s' if len(examples) > 1 else ''}</summary>"
+                f"{''.join(html_example(example) for example in examples)}</details>"
+            )
     return "".join(blocks)
 
 
@@ -334,8 +365,9 @@ def html_collapsible(title: str, value: object) -> str:
     return f"<details><summary>{esc(title)}</summary>{html_value(value)}</details>"
 
 
-def html_secondary_table(title: str, legend: str, rows: Mapping[str, Mapping], columns: Iterable[MetricColumn],
-                         candidate: str | None) -> str:
+def html_secondary_table(
+    title: str, legend: str, rows: Mapping[str, Mapping], columns: Iterable[MetricColumn], candidate: str | None
+) -> str:
     """A table of the rows and columns that hold numbers; empty when none does."""
     rows, columns = filled(rows, columns)
     if not rows:
@@ -365,19 +397,29 @@ def render_html(results: Mapping, manifest: Mapping) -> str:
     gate = results["gate"]
     candidate = gate.get("candidate")
     sections = [
-        f"<h1>{esc(run_title(results))}</h1><p class=\"subtitle\">{esc(run_subtitle(results))}</p>",
+        f'<h1>{esc(run_title(results))}</h1><p class="subtitle">{esc(run_subtitle(results))}</p>',
         html_gate(gate, rows),
         "<h2>Results on the test examples</h2>",
         html_table(rows, RESULT_COLUMNS, candidate),
         f'<p class="legend">{esc(HTML_LEGEND)}</p>',
         "<h2>Figures</h2>",
         "".join(html_figure(*figure) for figure in report_figures(results)),
-        html_secondary_table("Position bias", "The same examples with the candidates shown in a shuffled order; "
-                             "Δ is the change from the incoming order. A large drop means the model leans on the "
-                             "position it is given rather than on the items.", rows, POSITION_BIAS_COLUMNS,
-                             candidate),
-        html_secondary_table("Generation cost", "Reasoning-trace length and generation throughput of each generated "
-                             "ranking.", rows, COST_COLUMNS, candidate),
+        html_secondary_table(
+            "Position bias",
+            "The same examples with the candidates shown in a shuffled order; "
+            "Δ is the change from the incoming order. A large drop means the model leans on the "
+            "position it is given rather than on the items.",
+            rows,
+            POSITION_BIAS_COLUMNS,
+            candidate,
+        ),
+        html_secondary_table(
+            "Generation cost",
+            "Reasoning-trace length and generation throughput of each generated ranking.",
+            rows,
+            COST_COLUMNS,
+            candidate,
+        ),
     ]
     examples = html_examples(rows, candidate)
     if examples:
@@ -388,9 +430,11 @@ def render_html(results: Mapping, manifest: Mapping) -> str:
         html_collapsible("Manifest: hashes, commit, package versions, timings, upstream artifacts", manifest),
     ]
     body = "\n".join(section for section in sections if section)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{esc(run_title(results))}</title><style>{CSS}</style></head>\n"
-            f"<body><main>\n{body}\n</main></body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(run_title(results))}</title><style>{CSS}</style></head>\n"
+        f"<body><main>\n{body}\n</main></body></html>\n"
+    )
 
 
 # ---- Markdown ------------------------------------------------------------------------------------------------
@@ -409,11 +453,16 @@ def md_cell(cell: Cell) -> str:
 def md_table(rows: Mapping[str, Mapping], columns: Iterable[Column]) -> str:
     columns = tuple(columns)
     cells = [column.cells(rows) for column in columns]
-    lines = ["| row | kind | " + " | ".join(md_text(column.header) for column in columns) + " |",
-             "| --- | --- | " + " | ".join("---:" for _ in columns) + " |"]
-    lines += [f"| {md_text(row.get('label', key))} | {md_text(row.get('kind', ''))} | "
-              + " | ".join(md_cell(column_cells[key]) for column_cells in cells) + " |"
-              for key, row in rows.items()]
+    lines = [
+        "| row | kind | " + " | ".join(md_text(column.header) for column in columns) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in columns) + " |",
+    ]
+    lines += [
+        f"| {md_text(row.get('label', key))} | {md_text(row.get('kind', ''))} | "
+        + " | ".join(md_cell(column_cells[key]) for column_cells in cells)
+        + " |"
+        for key, row in rows.items()
+    ]
     return "\n".join(lines)
 
 
@@ -422,10 +471,12 @@ def render_markdown(results: Mapping) -> str:
     rows = results["rows"]
     gate = results["gate"]
     verdict = "PASSED" if gate.get("passed") else "FAILED"
-    return (f"# {md_text(run_title(results))}\n\n{md_text(run_subtitle(results))}\n\n"
-            f"**Deployment gate {verdict}** (candidate: {md_text(row_label(rows, gate.get('candidate') or 'none'))}): "
-            f"{md_text(gate.get('reason', ''))}\n\n{md_table(rows, SUMMARY_COLUMNS)}\n\n"
-            f"{md_text(RESULTS_LEGEND)}\n")
+    return (
+        f"# {md_text(run_title(results))}\n\n{md_text(run_subtitle(results))}\n\n"
+        f"**Deployment gate {verdict}** (candidate: {md_text(row_label(rows, gate.get('candidate') or 'none'))}): "
+        f"{md_text(gate.get('reason', ''))}\n\n{md_table(rows, SUMMARY_COLUMNS)}\n\n"
+        f"{md_text(RESULTS_LEGEND)}\n"
+    )
 
 
 def write_report(results: Mapping, manifest: Mapping, out_dir: str | Path) -> dict[str, Path]:

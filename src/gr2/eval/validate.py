@@ -30,9 +30,12 @@ def validate_policy(
     max_new_tokens: int,
     batch_size: int,
     seed: int,
+    constrained: bool,
 ) -> dict[str, float]:
     examples = inputs.examples_of(split, limit, seed)
     if not examples:
         raise ValueError(f"no {split!r} examples to validate on; raise data.rerank_valid_fraction or max_users")
-    run = rerank_with_model(model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, max_new_tokens, batch_size)
+    run = rerank_with_model(
+        model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, max_new_tokens, batch_size, constrained
+    )
     return {"eval_examples": len(examples), **run_metrics(run, examples)}

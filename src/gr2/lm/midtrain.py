@@ -99,7 +99,7 @@ def run_midtraining(
     others return the training metrics alone."""
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(model_dir, training_dtype(config))
-    sid_token_ids(tokenizer, sid_map)
+    sid_token_ids(tokenizer, sid_map)  # fails early, naming a missing SID token
     examples = build_examples(catalog, sid_map, train_sequences, config)
     dataset, dropped = encode_examples(tokenizer, config.system_prompt, examples, config.max_length)
     if not dataset:

@@ -66,7 +66,6 @@ def read_examples(folder: str | Path, split: str | None = None) -> list[RerankEx
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle]
     examples = [
-        RerankExample(r["split"], r["user_id"], tuple(r["history"]), tuple(r["candidates"]), r["target"])
-        for r in rows
+        RerankExample(r["split"], r["user_id"], tuple(r["history"]), tuple(r["candidates"]), r["target"]) for r in rows
     ]
     return [e for e in examples if split is None or e.split == split]

@@ -14,8 +14,12 @@ class SasRecConfig(BaseModel):
     num_blocks: int = Field(2, ge=1, description="Causal self-attention blocks.")
     num_heads: int = Field(1, ge=1, description="Attention heads per block.")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout on embeddings and blocks.")
-    epochs: int = Field(30, ge=1, description="Passes over the train split. Fixed, not early-stopped on the "
-                        "validation targets, so candidate lists for those targets stay leak-free.")
+    epochs: int = Field(
+        30,
+        ge=1,
+        description="Passes over the train split. Fixed, not early-stopped on the "
+        "validation targets, so candidate lists for those targets stay leak-free.",
+    )
     batch_size: int = Field(128, ge=1, description="Users per optimiser step.")
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")

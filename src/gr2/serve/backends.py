@@ -143,8 +143,7 @@ class LocalBackend:
         """The ranking part of each answer (options' SIDs, each once, as the grammar forces them) and its
         length in tokens."""
         grammars = [
-            RankingGrammar(tuple(self.sid_ids(codes) for codes in row), self.separator, self.closing)
-            for row in options
+            RankingGrammar(tuple(self.sid_ids(codes) for codes in row), self.separator, self.closing) for row in options
         ]
         batch = self.encode(prefixes)
         rows = self.generate(
@@ -264,9 +263,7 @@ class RemoteBackend:
         self, prompts: Sequence[str], options: Sequence[Sequence[Codes]], reasoning_tokens: int, deadline: float
     ) -> list[Answer]:
         with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
-            return list(
-                pool.map(lambda p, o: self.answer_one(p, o, reasoning_tokens, deadline), prompts, options)
-            )
+            return list(pool.map(lambda p, o: self.answer_one(p, o, reasoning_tokens, deadline), prompts, options))
 
     def chat(
         self, messages: list[dict], max_tokens: int, temperature: float, seed: int | None, deadline: float

@@ -89,8 +89,19 @@ def free_port() -> int:
 
 
 def start_server(bundle: Path, port: int, threads: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "gr2.serve.server", "--model", str(bundle), "--port", str(port),
-               "--set", f"threads={threads}", "--set", "timeout_seconds=600"]
+    command = [
+        sys.executable,
+        "-m",
+        "gr2.serve.server",
+        "--model",
+        str(bundle),
+        "--port",
+        str(port),
+        "--set",
+        f"threads={threads}",
+        "--set",
+        "timeout_seconds=600",
+    ]
     environment = os.environ | {"HF_HUB_OFFLINE": "1"}
     with log.open("w") as handle:
         return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=environment)
@@ -179,8 +190,13 @@ def measure_plain_generate(bundle: Path, examples: list[dict], tokens_per_reques
         batch = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         started = time.perf_counter()
         with torch.inference_mode():
-            model.generate(**batch, max_new_tokens=tokens_per_request, min_new_tokens=tokens_per_request,
-                           do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            model.generate(
+                **batch,
+                max_new_tokens=tokens_per_request,
+                min_new_tokens=tokens_per_request,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         seconds += time.perf_counter() - started
     return {"plain_generate_tokens_per_s": tokens_per_request * len(prompts) / seconds}
 
@@ -207,8 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         bundle = build_bundle(args.base, args.data, work, args.reasoning_tokens, args.seed)
         numbers = measure_server(bundle, examples, args.clients, args.threads, work)
         numbers |= measure_plain_generate(bundle, examples, round(numbers["tokens_per_request"]), args.threads)
-    numbers |= {"base": args.base, "requests": len(examples), "clients": args.clients, "threads": args.threads,
-                "reasoning_tokens": args.reasoning_tokens, "load_average": os.getloadavg()[0]}
+    numbers |= {
+        "base": args.base,
+        "requests": len(examples),
+        "clients": args.clients,
+        "threads": args.threads,
+        "reasoning_tokens": args.reasoning_tokens,
+        "load_average": os.getloadavg()[0],
+    }
     print(json.dumps(numbers, indent=2))
     if args.out:
         from gr2.storage.atomic import write_json_atomic

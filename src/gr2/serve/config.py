@@ -124,9 +124,7 @@ class ServeConfig(BaseModel):
             "remote generator batches by itself, so `remote` can use 8 or more."
         ),
     )
-    chat_max_tokens: int = Field(
-        default=1024, ge=1, description="Cap of `max_tokens` on /openai/v1/chat/completions."
-    )
+    chat_max_tokens: int = Field(default=1024, ge=1, description="Cap of `max_tokens` on /openai/v1/chat/completions.")
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> ServeConfig:

@@ -15,9 +15,7 @@ REQUEST_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 RANKED_INSTANCES = Counter("gr2_ranked_instances_total", "Instances answered (fallbacks included).")
-FALLBACKS = Counter(
-    "gr2_fallbacks_total", "Instances answered with the incoming order, by reason.", ["reason"]
-)
+FALLBACKS = Counter("gr2_fallbacks_total", "Instances answered with the incoming order, by reason.", ["reason"])
 GENERATED_TOKENS = Counter(
     "gr2_generated_tokens_total", "Tokens generated, by phase (reasoning, ranking, chat).", ["phase"]
 )

@@ -74,8 +74,9 @@ def openai_router(model) -> APIRouter:
 
     async def chat_completions(request: ChatRequest):
         if request.model != model.name:
-            return openai_error(404, f"model {request.model!r} is not served here; this server has {model.name!r}",
-                                "not_found_error")
+            return openai_error(
+                404, f"model {request.model!r} is not served here; this server has {model.name!r}", "not_found_error"
+            )
         cap = model.config.chat_max_tokens
         max_tokens = min(request.max_completion_tokens or request.max_tokens or cap, cap)
         messages = [message.model_dump() for message in request.messages]

@@ -94,8 +94,14 @@ def serve_config(argv: list[str] | None = None) -> ServeConfig:
     fields.update(dict(parse_assignment(assignment) for assignment in args.set))
     if args.predictor_host:
         fields.setdefault("remote_url", f"http://{args.predictor_host}/openai/v1")
-    flags = {"model": args.model, "port": args.port, "name": args.name, "host": args.host,
-             "backend": args.backend, "remote_url": args.remote_url}
+    flags = {
+        "model": args.model,
+        "port": args.port,
+        "name": args.name,
+        "host": args.host,
+        "backend": args.backend,
+        "remote_url": args.remote_url,
+    }
     fields.update({key: value for key, value in flags.items() if value is not None})
     try:
         return ServeConfig(**fields)

@@ -97,10 +97,16 @@ class SidConfig(BaseModel):
     )
     diversity_loss: bool = Field(
         default=False,
-        description="Add KL(batch code usage || uniform) per learned level, from soft assignments, to "
-        "penalise peaked code usage.",
+        description="Add, per learned level, log C - I(item; code) under soft assignments: the KL of the "
+        "batch's mean code usage from uniform (penalises peaked usage) plus each item's assignment entropy "
+        "(so a residual cannot look diverse by sitting between codes).",
     )
-    diversity_weight: float = Field(default=0.1, ge=0, description="Weight of the diversity loss.")
+    diversity_weight: float = Field(
+        default=1e-4,
+        ge=0,
+        description="Weight of the diversity loss (about 1..20 summed over levels, against a "
+        "reconstruction MSE of about 1e-3).",
+    )
     dead_code_reset: bool = Field(
         default=False,
         description="Re-seed a code with a random residual of the current batch when it was assigned to "
@@ -116,7 +122,7 @@ class SidConfig(BaseModel):
         default=1e-3,
         ge=0,
         description="Weight of the contrastive loss. The reconstruction MSE of unit-norm embeddings is about "
-        "1e-3 while InfoNCE is about 1..7, hence the small weight; 1e-2 already collapses level 0 on Beauty.",
+        "1e-3 while InfoNCE is about 1..7, hence the small weight (sweep in docs/sid.md).",
     )
     contrastive_temperature: float = Field(default=0.1, gt=0, description="InfoNCE temperature.")
 

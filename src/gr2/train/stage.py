@@ -28,7 +28,9 @@ def run_sft(
     seed: int,
     work_dir: Path,
     out_dir: Path,
+    constrained: bool,
 ) -> dict[str, float]:
+    """SFT, then validation decoded as `constrained` says (as served, or free as in the paper)."""
     model, tokenizer = load_model_and_tokenizer(model_dir)
     traces = read_traces(traces_dir / SFT_FILE)
     trainer, metrics = train_sft(model, tokenizer, traces, config, seed, work_dir)
@@ -45,6 +47,7 @@ def run_sft(
         config.eval_max_new_tokens,
         config.eval_batch_size,
         seed,
+        constrained,
     )
     return metrics
 
@@ -58,6 +61,7 @@ def run_dapo(
     seed: int,
     work_dir: Path,
     out_dir: Path,
+    constrained: bool,
 ) -> dict[str, float]:
     model, tokenizer = load_model_and_tokenizer(model_dir)
     examples = inputs.examples_of("train", config.max_train_prompts, seed)
@@ -71,6 +75,15 @@ def run_dapo(
         last = curve[-1]
         metrics |= {f"last_step_{k.replace('/', '_')}": v for k, v in last.items() if k != "step"}
     metrics |= validate_policy(
-        trainer.model, tokenizer, inputs, "valid", config.eval_examples, prompt, config.eval_max_new_tokens, 8, seed
+        trainer.model,
+        tokenizer,
+        inputs,
+        "valid",
+        config.eval_examples,
+        prompt,
+        config.eval_max_new_tokens,
+        8,
+        seed,
+        constrained,
     )
     return metrics
