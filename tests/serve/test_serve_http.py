@@ -192,3 +192,39 @@ def test_fuzzed_requests_get_200_or_a_4xx(server, bundle, data):
             assert prediction["fallback"] is False
     else:
         assert response.json()["error"]
+
+
+def test_openai_teacher_generates_resumable_traces_from_the_real_server(server, bundle, example, tmp_path):
+    """The traces stage's `openai` backend against this project's own OpenAI-compatible route."""
+    from gr2.prerank.candidates import RerankExample
+    from gr2.traces.config import PromptConfig, TeacherConfig
+    from gr2.traces.sampling import generate_traces, read_traces
+    from gr2.traces.teachers import OpenAIChatBackend
+
+    history, candidates = example
+    examples = [RerankExample("train", f"u{n}", tuple(history), tuple(candidates), candidates[n]) for n in range(2)]
+    config = TeacherConfig(
+        backend="openai", base_url=f"{server.base_url}/openai/v1", model="gr2", max_tries=2, max_new_tokens=16,
+        concurrency=2, max_retries=1, timeout_seconds=60,
+    )
+    teacher = OpenAIChatBackend(config)
+    out = tmp_path / "traces.jsonl"
+    generate_traces(examples, teacher, bundle.catalog, bundle.sid_map, PromptConfig(), config, seed=0, out_path=out)
+    records = read_traces(out)
+    assert [r["user_id"] for r in records] == ["u0", "u1"]
+    assert all(r["tries"] >= 1 and r["teacher"] == "openai:gr2" for r in records)
+    assert all(r["accepted"] or r["rejections"] for r in records)  # a random model rarely writes valid JSON
+    generate_traces(examples, teacher, bundle.catalog, bundle.sid_map, PromptConfig(), config, seed=0, out_path=out)
+    assert len(read_traces(out)) == 2  # resumed: nothing generated twice
+
+
+def test_openai_teacher_names_the_endpoint_when_it_gives_up():
+    from gr2.traces.config import TeacherConfig
+    from gr2.traces.teachers import OpenAIChatBackend, TeacherRequest
+
+    config = TeacherConfig(
+        backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=1, timeout_seconds=2
+    )
+    request = TeacherRequest([{"role": "user", "content": "hi"}], (), ("a", "b"), seed=0)
+    with pytest.raises(RuntimeError, match=r"gave up after 2 tries"):
+        OpenAIChatBackend(config).generate([request])
