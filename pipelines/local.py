@@ -14,7 +14,10 @@ from pathlib import Path
 from kfp import local
 
 from gr2.config import RunConfig
+from gr2.data.artifact import read_interactions
+from gr2.inputs import read_sid_map
 from gr2.prerank.candidates import read_examples
+from gr2.serve.bundle import write_bundle
 from gr2.storage.atomic import write_json_atomic, write_text_atomic
 from pipelines.gr2_pipeline import PIPELINE_NAME, build_pipeline
 
@@ -70,6 +73,28 @@ def publish_outputs(run_dir: Path, task_stages: dict[str, str], out_dir: Path) -
     prerank_dir = task_dir(run_dir, task_stages, "prerank")
     if prerank_dir:
         write_json_atomic(out_dir / "example_request.json", example_request(prerank_dir / "examples"))
+    write_local_bundle(run_dir, task_stages, out_dir)
+
+
+def write_local_bundle(run_dir: Path, task_stages: dict[str, str], out_dir: Path) -> None:
+    """OUT/bundle: the gate's candidate model packaged for `gr2 serve`, whether or not the gate let the
+    pipeline deploy it (a local run is for inspection; the gate decides what reaches a cluster)."""
+    evaluate_dir = task_dir(run_dir, task_stages, "evaluate")
+    if evaluate_dir is None:
+        return
+    config = RunConfig.model_validate_json((out_dir / "config.json").read_text())
+    candidate = json.loads((evaluate_dir / "results" / "results.json").read_text())["gate"]["candidate"]
+    if candidate is None:
+        return
+    folders = {stage: task_dir(run_dir, task_stages, stage) for stage in ("data", "sid", candidate)}
+    write_bundle(
+        out_dir / "bundle",
+        folders[candidate] / "model",
+        read_sid_map(folders["sid"] / "semantic_ids"),
+        read_interactions(folders["data"] / "dataset").items,
+        config.prompt,
+        source={"model": str(folders[candidate] / "model"), "preset": config.name},
+    )
 
 
 def run_locally(config: RunConfig, out_dir: Path, until: str | None = None) -> tuple[Path, dict[str, float]]:

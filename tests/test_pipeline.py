@@ -99,6 +99,7 @@ def test_smoke_run_publishes_report_manifest_and_request(smoke_run):
     assert len(instance["candidates"]) == 10 and instance["history"]
     deployed = list((out / "kfp").glob("*/deploy/inference_service"))
     assert bool(deployed) == bool(metrics["evaluate.gate_passed"])
+    assert (out / "bundle" / "gr2.json").is_file() and (out / "bundle" / "sid_map.json").is_file()
 
 
 @pytest.mark.slow

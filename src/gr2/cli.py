@@ -45,7 +45,17 @@ def command_run(args: argparse.Namespace) -> int:
     run_dir, metrics = run_locally(config, out_dir, args.until)
     print_metrics(metrics, f"{config.name}: metrics")
     console.print(f"metrics: {out_dir / 'metrics.json'}\nconfig:  {out_dir / 'config.json'}\nartifacts: {run_dir}")
+    if (out_dir / "report.html").exists():
+        console.print(f"report:  {out_dir / 'report.html'}")
+    if (out_dir / "bundle").exists():
+        print_serving_hint(out_dir)
     return 0
+
+
+def print_serving_hint(out_dir: Path) -> None:
+    request = out_dir / "example_request.json"
+    console.print(f"serve the model:  gr2 serve --model {out_dir} --port 8080")
+    print(f"curl -s -H 'Content-Type: application/json' -d @{request} http://127.0.0.1:8080/v1/models/gr2:predict")
 
 
 def command_compile(args: argparse.Namespace) -> int:
