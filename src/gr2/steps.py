@@ -31,7 +31,9 @@ def prerank_step(config_json: str, dataset: str, examples_out: str, model_out: s
     from gr2.prerank.stage import run_prerank
 
     config = config_from_json(config_json)
-    metrics = run_prerank(Path(dataset), config.prerank, config.data, config.seed, Path(examples_out), Path(model_out))
+    metrics = run_prerank(
+        Path(dataset), config.prerank, config.data, config.seed, Path(examples_out), Path(model_out), config.midtrain
+    )
     log_all(metrics, log_metric)
 
 

@@ -154,6 +154,8 @@ def test_candidates_refuse_impossible_requests(tiny, sid_map):
     small = SidMap(4, 16, dict(list(sid_map.codes.items())[:3]))
     with pytest.raises(ValueError, match="k=5 but the SID map has only 3 items"):
         generate_candidates(model, tokenizer, small, [history[:0]], 5)
+    with pytest.raises(ValueError, match="history item 'ghost' has no SID"):
+        generate_candidates(model, tokenizer, sid_map, [[*history, "ghost"]], 5)
 
 
 def test_ranking_metrics_count_the_single_target():

@@ -127,6 +127,9 @@ def generate_candidates(
         raise ValueError(f"generate_candidates: beam_width={beam_width} must be >= k={k}")
     if len(sid_map.codes) < k:
         raise ValueError(f"generate_candidates: k={k} but the SID map has only {len(sid_map.codes)} items")
+    unknown = next((item for history in histories for item in history if item not in sid_map.codes), None)
+    if unknown is not None:
+        raise ValueError(f"generate_candidates: history item {unknown!r} has no SID in the SID map")
     constraint = SidConstraint(sid_map, sid_token_ids(tokenizer, sid_map))
     model.eval()
     candidates: list[list[str]] = []

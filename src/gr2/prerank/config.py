@@ -28,11 +28,18 @@ class SasRecConfig(BaseModel):
 class PrerankConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["sasrec", "cooccurrence", "popularity", "external"] = Field(
+    method: Literal["sasrec", "cooccurrence", "popularity", "external", "sid-beam"] = Field(
         "sasrec",
         description="`sasrec`: a SASRec model trained on the train split; `cooccurrence`: item-to-item "
         "transition counts with a popularity prior; `popularity`: most popular unseen items; `external`: "
-        "read the lists from `external_path` (see docs/data.md for the format).",
+        "read the lists from `external_path` (format in gr2/prerank/external.py); `sid-beam`: a mid-trained "
+        "model from an earlier run (`sid_beam_model`, `sid_beam_sid_map`) by trie-constrained beam search.",
+    )
+    sid_beam_model: str | None = Field(
+        None, description="`sid-beam`: a mid-trained checkpoint folder (an earlier run's midtrain model artifact)."
+    )
+    sid_beam_sid_map: str | None = Field(
+        None, description="`sid-beam`: that run's sid_map.json (the codes the checkpoint was mid-trained on)."
     )
     k: int = Field(10, ge=2, le=50, description="Candidates per example (GR2 uses 10).")
     sasrec: SasRecConfig = Field(default_factory=SasRecConfig, description="SASRec settings.")

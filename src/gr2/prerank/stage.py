@@ -11,17 +11,24 @@ from gr2.data.config import DataConfig
 from gr2.data.split import LeaveOneOutSplit
 from gr2.eval.baselines import baseline_rerankers
 from gr2.eval.metrics import mean_metrics, ndcg_at_k, recall_at_k, rerank_metrics
+from gr2.lm.config import MidtrainConfig
 from gr2.prerank.base import Retriever, item_popularity
 from gr2.prerank.candidates import RerankExample, SplitCandidates, build_examples, write_examples
 from gr2.prerank.config import PrerankConfig
 from gr2.prerank.cooccurrence import CooccurrenceRetriever, PopularityRetriever
 from gr2.prerank.external import ExternalRetriever, read_external_candidates
 from gr2.prerank.sasrec import train_sasrec
+from gr2.prerank.sid_beam import SidBeamRetriever
 from gr2.storage.atomic import write_json_atomic
 
 
 def fit_retrievers(
-    config: PrerankConfig, split: LeaveOneOutSplit, catalog: list[str], seed: int, model_dir: Path
+    config: PrerankConfig,
+    split: LeaveOneOutSplit,
+    catalog: list[str],
+    seed: int,
+    model_dir: Path,
+    midtrain: MidtrainConfig,
 ) -> tuple[dict[str, Retriever], dict[str, float]]:
     """One retriever per re-ranker split (the same one except for external lists), and fit metrics."""
     train = split.train_sequences()
@@ -34,6 +41,18 @@ def fit_retrievers(
         retriever.save(model_dir / "sasrec.pt")
         write_json_atomic(model_dir / "training_curve.json", {"epoch_loss": losses})
         fitted = {"train_seconds": time.monotonic() - started, "final_loss": losses[-1]}
+    elif config.method == "sid-beam":
+        if not (config.sid_beam_model and config.sid_beam_sid_map):
+            raise ValueError("prerank.method=sid-beam needs prerank.sid_beam_model and prerank.sid_beam_sid_map")
+        popular = PopularityRetriever(train, catalog)
+        retriever = SidBeamRetriever(
+            Path(config.sid_beam_model),
+            Path(config.sid_beam_sid_map),
+            popular,
+            midtrain.system_prompt,
+            midtrain.history_length,
+        )
+        fitted = {"train_seconds": time.monotonic() - started}
     elif config.method == "cooccurrence":
         retriever = CooccurrenceRetriever(train, catalog, config.cooccurrence_window)
         fitted = {"train_seconds": time.monotonic() - started}
@@ -64,13 +83,19 @@ def baseline_metrics(test: list[RerankExample], popularity: dict[str, int], seed
 
 
 def run_prerank(
-    data_dir: Path, config: PrerankConfig, data_config: DataConfig, seed: int, out_dir: Path, model_dir: Path
+    data_dir: Path,
+    config: PrerankConfig,
+    data_config: DataConfig,
+    seed: int,
+    out_dir: Path,
+    model_dir: Path,
+    midtrain: MidtrainConfig,
 ) -> dict[str, float]:
     """Fit the configured pre-ranker, write `examples.jsonl.gz` to out_dir, return the stage's metrics."""
     data = read_interactions(data_dir)
     split = LeaveOneOutSplit(data.sequences, data_config.max_history)
     model_dir.mkdir(parents=True, exist_ok=True)
-    retrievers, metrics = fit_retrievers(config, split, sorted(data.items), seed, model_dir)
+    retrievers, metrics = fit_retrievers(config, split, sorted(data.items), seed, model_dir, midtrain)
     examples = split.reranker_examples(data_config.rerank_valid_fraction, seed)
     kept: list[RerankExample] = []
     for name, ranking_examples in examples.items():
