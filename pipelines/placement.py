@@ -170,13 +170,22 @@ def load_compiled(text: str) -> tuple[dict, dict | None]:
     return documents[0], documents[1] if len(documents) > 1 else None
 
 
+def dag_tasks(pipeline_spec: dict, dag: dict) -> list[tuple[str, dict]]:
+    """The container tasks of a DAG, including those inside condition (`dsl.If`) sub-DAGs."""
+    found = []
+    for name, task in dag["tasks"].items():
+        component = pipeline_spec["components"][task["componentRef"]["name"]]
+        found += dag_tasks(pipeline_spec, component["dag"]) if "dag" in component else [(name, task)]
+    return found
+
+
 def compiled_tasks(pipeline_spec: dict, platform_spec: dict | None) -> list[CompiledTask]:
-    """Every task of the root DAG of a compiled pipeline (the two YAML documents `gr2 compile` writes)."""
+    """Every container task of a compiled pipeline (the two YAML documents `gr2 compile` writes)."""
     components = pipeline_spec["components"]
     executors = pipeline_spec["deploymentSpec"]["executors"]
     platform = (platform_spec or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
     tasks = []
-    for name, task in pipeline_spec["root"]["dag"]["tasks"].items():
+    for name, task in dag_tasks(pipeline_spec, pipeline_spec["root"]["dag"]):
         executor = components[task["componentRef"]["name"]]["executorLabel"]
         tasks.append(
             CompiledTask(name, task, executors[executor]["container"], platform.get("executors", {}).get(executor, {}))

@@ -17,6 +17,9 @@ def test_zero2_config_trains_and_checkpoints_through_deepspeed(
     tmp_path, tiny_dir, catalog, sid_map, split, monkeypatch
 ):
     pytest.importorskip("deepspeed")
+    # TrainingArguments(deepspeed=...) sets this in os.environ; removing it here lets monkeypatch take it away
+    # again after the test, so later Trainers (and the subprocesses they start) do not think DeepSpeed is on.
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
     assert json.loads(ZERO2.read_text())["zero_optimization"]["stage"] == 2
     for name, value in {
         "MASTER_ADDR": "127.0.0.1",
@@ -42,3 +45,6 @@ def test_zero2_config_trains_and_checkpoints_through_deepspeed(
     # ZeRO checkpoints are DeepSpeed's own layout: the partitioned optimiser state under global_step*/.
     assert list((tmp_path / "ckpt" / "checkpoint-2").glob("global_step2/*optim_states.pt"))
     assert (tmp_path / "out" / "model.safetensors").exists()
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)

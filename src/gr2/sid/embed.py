@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +60,6 @@ def save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
 
 
 def encode_texts(texts: Sequence[str], encoder: str, batch_size: int, device: str | None) -> np.ndarray:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(resolve_encoder(encoder), device=device)

@@ -201,7 +201,7 @@ def train_rqvae(embeddings: np.ndarray, config: SidConfig, partners: Partners | 
     partners = partners if config.contrastive else None
     device = resolve_device(config.device)
     rng = np.random.default_rng(config.seed)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         model = RQVAE(embeddings.shape[1], config).to(device)
         inputs = torch.from_numpy(embeddings).to(device)
