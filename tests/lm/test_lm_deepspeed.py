@@ -1,6 +1,7 @@
 """The GPU presets' DeepSpeed path, run as one CPU process so it is not dead configuration."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,15 +12,29 @@ from gr2.lm.midtrain import run_midtraining
 ZERO2 = Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / "zero2.json"
 
 
+@pytest.fixture
+def isolated_process_state():
+    """DeepSpeed and accelerate set environment variables and process-wide state (the process group, the
+    accelerator state) that would make every later Trainer in this process, and the subprocesses it
+    starts, believe DeepSpeed is on: put all of it back after the test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    import torch.distributed
+    from accelerate.state import AcceleratorState
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # a cold run JIT-compiles two DeepSpeed ops (~3 min here)
 def test_zero2_config_trains_and_checkpoints_through_deepspeed(
-    tmp_path, tiny_dir, catalog, sid_map, split, monkeypatch
+    tmp_path, tiny_dir, catalog, sid_map, split, monkeypatch, isolated_process_state
 ):
     pytest.importorskip("deepspeed")
-    # TrainingArguments(deepspeed=...) sets this in os.environ; removing it here lets monkeypatch take it away
-    # again after the test, so later Trainers (and the subprocesses they start) do not think DeepSpeed is on.
-    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
     assert json.loads(ZERO2.read_text())["zero_optimization"]["stage"] == 2
     for name, value in {
         "MASTER_ADDR": "127.0.0.1",
@@ -45,6 +60,4 @@ def test_zero2_config_trains_and_checkpoints_through_deepspeed(
     # ZeRO checkpoints are DeepSpeed's own layout: the partitioned optimiser state under global_step*/.
     assert list((tmp_path / "ckpt" / "checkpoint-2").glob("global_step2/*optim_states.pt"))
     assert (tmp_path / "out" / "model.safetensors").exists()
-    from accelerate.state import AcceleratorState
 
-    AcceleratorState._reset_state(reset_partial_state=True)
