@@ -60,4 +60,3 @@ def test_zero2_config_trains_and_checkpoints_through_deepspeed(
     # ZeRO checkpoints are DeepSpeed's own layout: the partitioned optimiser state under global_step*/.
     assert list((tmp_path / "ckpt" / "checkpoint-2").glob("global_step2/*optim_states.pt"))
     assert (tmp_path / "out" / "model.safetensors").exists()
-
