@@ -148,10 +148,11 @@ def command_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_serve(args: argparse.Namespace) -> int:
+def serve(argv: list[str]) -> int:
+    """`gr2 serve ...`: every argument belongs to the server (gr2.serve.server), so it is not parsed here."""
     from gr2.serve.server import main as serve_main
 
-    return serve_main(args.serve_args) or 0
+    return serve_main(argv) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,14 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_submit_arguments(schedule)
     schedule.add_argument("--cron", required=True, help="six-field cron, seconds first, e.g. '0 0 3 * * 1'")
 
-    serve = commands.add_parser(
+    commands.add_parser(
         "serve",
         help="serve a trained model on KServe's v1/v2 and OpenAI routes",
         add_help=False,
         description="All arguments go to the server: --model RUN_OR_DIR [--port N] [--name NAME] ...",
     )
-    serve.add_argument("serve_args", nargs=argparse.REMAINDER)
-    serve.set_defaults(handler=command_serve)
 
     ablation = commands.add_parser("sid-ablation", help="the semantic-ID ablation table (uniqueness, reconstruction)")
     ablation.add_argument("--data", default="amazon-beauty-2014", help="bundled dataset name or folder")
@@ -206,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        return serve(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
