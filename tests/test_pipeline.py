@@ -121,6 +121,19 @@ def test_smoke_runs_on_an_unseen_dataset_folder(tmp_path):
     assert str(folder) in json.loads((out / "config.json").read_text())["data"]["dataset"]
 
 
+TIMING_METRICS = ("seconds", "per_second", "load_seconds", "seconds_per_1k_sequences")
+
+
+@pytest.mark.slow
+def test_same_config_and_seed_give_the_same_metrics(smoke_run, tmp_path):
+    """Determinism on CPU: a second smoke run in a fresh folder (no checkpoint to resume) matches the first."""
+    _, first = smoke_run
+    assert main(["run", "--preset", "smoke", "--out", str(tmp_path / "again")]) == 0
+    second = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    comparable = [name for name in first if not name.endswith(TIMING_METRICS)]
+    assert {n: second[n] for n in comparable} == pytest.approx({n: first[n] for n in comparable}, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_report_is_rebuilt_from_a_finished_run(smoke_run):
     out, _ = smoke_run
