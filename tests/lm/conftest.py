@@ -15,7 +15,7 @@ from gr2.lm.config import BaseModelConfig
 from gr2.lm.models import load_model_and_tokenizer
 from gr2.sid.sidmap import SidMap
 
-OFFICE = Path("/work/shared/data/amazon-office-2014")
+OFFICE = Path(__file__).resolve().parents[2] / "data" / "amazon-office-2014"
 USERS = 60
 
 

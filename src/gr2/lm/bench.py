@@ -1,7 +1,7 @@
 """Benchmark of stage 1b on a real dataset: SIDs (stage 1a, built once), base model, a short mid-training,
 generative retrieval on a test sample next to the popularity baseline. Writes metrics.json into --work.
 
-    python -m gr2.lm.bench --dataset /work/shared/data/amazon-beauty-2014 --work /tmp/gr2lm/beauty \
+    python -m gr2.lm.bench --dataset data/amazon-beauty-2014 --work /tmp/gr2lm/beauty \
         --examples 2000 --eval-sample 200 --threads 1
 """
 
