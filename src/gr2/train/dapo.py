@@ -17,6 +17,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from gr2.data.schema import Item
+from gr2.lm.midtrain import checkpoint_step, last_checkpoint
 from gr2.prerank.candidates import RerankExample
 from gr2.sid.sidmap import SidMap
 from gr2.traces.config import PromptConfig
@@ -249,8 +250,7 @@ def train_dapo(
 ) -> tuple[DynamicSamplingGRPOTrainer, dict[str, float]]:
     """Train `model` in place with DAPO; resumes from the latest checkpoint in checkpoint_dir."""
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
-
+    
     rows = prompt_rows(examples, inputs_catalog, sids, prompt)
     reward = RerankReward(sids, reward_config)
     rollout = None
@@ -269,13 +269,13 @@ def train_dapo(
         seed=seed,
         rollout_func=rollout,
     )
-    resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    resume = last_checkpoint(checkpoint_dir)
     result = trainer.train(resume_from_checkpoint=resume)
     return trainer, {
         "train_prompts": len(rows),
         "train_seconds": result.metrics["train_runtime"],
         "train_steps": trainer.state.global_step,
-        "resumed_from_step": int(Path(resume).name.rsplit("-", 1)[1]) if resume else 0,
+        "resumed_from_step": checkpoint_step(resume),
     }
 
 

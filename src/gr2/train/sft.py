@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch.nn import functional
 from transformers import Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from gr2.lm.chat import IGNORE_INDEX, common_prefix_length, pad_sequences
+from gr2.lm.midtrain import checkpoint_step, last_checkpoint
 from gr2.train.config import SftConfig
 
 PROMPT, REASONING, RANKING = 0, 1, 2
@@ -145,7 +145,7 @@ def train_sft(
         lambda_reasoning=config.lambda_reasoning,
         lambda_ranking=config.lambda_ranking,
     )
-    resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    resume = last_checkpoint(checkpoint_dir)
     result = trainer.train(resume_from_checkpoint=resume)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     metrics = {
@@ -153,7 +153,7 @@ def train_sft(
         "traces_dropped_too_long": dropped,
         "train_seconds": result.metrics["train_runtime"],
         "train_steps": trainer.state.global_step,
-        "resumed_from_step": int(Path(resume).name.rsplit("-", 1)[1]) if resume else 0,
+        "resumed_from_step": checkpoint_step(resume),
         "final_loss": losses[-1] if losses else result.training_loss,
         "mean_tokens_per_trace": sum(len(r["input_ids"]) for r in dataset) / len(dataset),
     }
