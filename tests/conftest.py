@@ -5,10 +5,15 @@ from pathlib import Path
 
 import pytest
 
+from gr2.data.schema import Item
+from gr2.sid.sidmap import SidMap
+from tests.office import office_catalog, office_sequences, random_sid_map
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+OFFICE_USERS = 60  # the lm and serve tests' slice: tiny-random trains and decodes on it in seconds
 
 
 def write_dataset(folder: Path, sequences: dict[str, list[str]], items: list[dict]) -> Path:
@@ -31,3 +36,20 @@ def make_dataset(tmp_path):
         return write_dataset(tmp_path / name, sequences, items)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def sequences() -> list[list[str]]:
+    """The first users' full Office sequences, oldest first."""
+    return office_sequences(OFFICE_USERS)
+
+
+@pytest.fixture(scope="session")
+def catalog(sequences) -> dict[str, Item]:
+    return office_catalog(sequences)
+
+
+@pytest.fixture(scope="session")
+def sid_map(catalog) -> SidMap:
+    """Random unique 4-level codes over the catalog."""
+    return random_sid_map(sorted(catalog))

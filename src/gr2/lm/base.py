@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gr2.lm.checkpoints import save_pretrained_atomic
 from gr2.lm.config import BaseModelConfig
 from gr2.lm.models import load_base_model
+from gr2.lm.training import save_pretrained_atomic
 from gr2.lm.vocab import extend_vocabulary, sid_roundtrip_failures
 from gr2.sid.sidmap import SidMap
 

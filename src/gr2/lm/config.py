@@ -133,7 +133,6 @@ class MidtrainConfig(BaseModel):
     gradient_accumulation_steps: int = Field(default=1, ge=1, description="Micro-batches per optimiser step.")
     seed: int = Field(default=42, description="Seed of example sampling, shuffling and initialisation.")
     save_steps: int = Field(default=200, ge=1, description="Checkpoint every this many optimiser steps (for resuming).")
-    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept in checkpoint_dir.")
     logging_steps: int = Field(default=10, ge=1, description="Log the training loss every this many steps.")
     deepspeed: str | dict[str, Any] | None = Field(
         default=None,

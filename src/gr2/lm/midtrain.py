@@ -12,17 +12,17 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from gr2.data.schema import Item
 from gr2.lm.chat import ChatCollator, encode_examples
-from gr2.lm.checkpoints import write_dir_atomic
 from gr2.lm.config import MidtrainConfig
 from gr2.lm.evaluate import evaluate_midtrained
 from gr2.lm.models import load_model_and_tokenizer
 from gr2.lm.tasks import build_examples
+from gr2.lm.training import checkpoint_step, final_loss, last_checkpoint, shared_training_arguments
 from gr2.lm.vocab import sid_token_ids
 from gr2.sid.sidmap import SidMap
+from gr2.storage.atomic import write_dir_atomic
 
 
 def training_dtype(config: MidtrainConfig) -> str:
@@ -33,36 +33,16 @@ def training_dtype(config: MidtrainConfig) -> str:
 
 def training_arguments(config: MidtrainConfig, checkpoint_dir: Path) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=str(checkpoint_dir),
+        **shared_training_arguments(config, checkpoint_dir, config.seed),
         num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_ratio,
         lr_scheduler_type=config.lr_scheduler_type,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        seed=config.seed,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps,
-        deepspeed=config.deepspeed,
-        bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
         train_sampling_strategy="group_by_length",
-        remove_unused_columns=False,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        report_to=[],
     )
-
-
-def last_checkpoint(checkpoint_dir: Path) -> str | None:
-    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-
-
-def checkpoint_step(checkpoint: str | None) -> int:
-    return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
 
 
 def sequences_trained(trainer: Trainer, steps_before: int, dataset_size: int) -> int:
@@ -75,11 +55,6 @@ def sequences_trained(trainer: Trainer, steps_before: int, dataset_size: int) ->
         return steps * per_step
     planned = dataset_size * math.ceil(args.num_train_epochs)
     return min(steps * per_step, planned - steps_before * per_step)
-
-
-def final_loss(trainer: Trainer, fallback: float) -> float:
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return losses[-1] if losses else fallback
 
 
 def run_midtraining(

@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gr2.data.artifact import gzip_text, item_record
 from gr2.data.loading import load_items
 from gr2.data.schema import Item, LoadReport
-from gr2.lm.checkpoints import materialise_once, write_dir_atomic
 from gr2.serve.config import DecodingConfig
 from gr2.sid.sidmap import SidMap
+from gr2.storage.atomic import materialise_once, write_dir_atomic
 from gr2.traces.config import PromptConfig
 
 MANIFEST_FILE = "gr2.json"

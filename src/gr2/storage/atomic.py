@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +29,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """A temporary folder beside `path` that replaces `path` (and all it held) when the block succeeds."""
+    """A temporary folder beside `path` that replaces `path` (and all it held) when the block succeeds.
+
+    If another process put its own build at `path` in the instant between our two renames, that one is
+    kept: builds of one path are meant to be equal, and readers may already be using it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
@@ -38,13 +41,32 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; outputs are meant to be read by others
     # A folder cannot be renamed onto a non-empty one: move the old one aside first, so readers see the
     # old or the new folder, never a mix, and only for the instant between the two renames none.
     retired = path.with_name(f"{tmp.name}.old")
-    if path.exists():
-        os.replace(path, retired)
-    os.replace(tmp, path)
-    shutil.rmtree(retired, ignore_errors=True)
+    try:
+        if path.exists():
+            os.replace(path, retired)
+        os.replace(tmp, path)
+    except OSError:
+        if not path.exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def write_dir_atomic(path: str | Path, build: Callable[[Path], None]) -> Path:
+    """`build(staging)` fills a folder that then atomically replaces `path`."""
+    with atomic_dir(path) as staging:
+        build(staging)
+    return Path(path)
+
+
+def materialise_once(path: str | Path, build: Callable[[Path], None]) -> Path:
+    """`path` as it is if it exists, else built atomically (for caches of converted checkpoints)."""
+    return Path(path) if Path(path).exists() else write_dir_atomic(path, build)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -100,3 +100,4 @@ class DapoConfig(BaseModel):
     max_train_prompts: int | None = Field(None, ge=1, description="Use at most this many train examples.")
     eval_examples: int = Field(64, ge=1, description="Validation examples scored after training.")
     eval_max_new_tokens: int = Field(384, ge=32, description="Generation budget per validation answer.")
+    eval_batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")

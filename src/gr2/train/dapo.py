@@ -17,7 +17,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from gr2.data.schema import Item
-from gr2.lm.midtrain import checkpoint_step, last_checkpoint
+from gr2.lm.training import checkpoint_step, last_checkpoint, shared_training_arguments
 from gr2.prerank.candidates import RerankExample
 from gr2.sid.sidmap import SidMap
 from gr2.traces.config import PromptConfig
@@ -207,7 +207,7 @@ def prompt_rows(
 
 def grpo_arguments(config: DapoConfig, checkpoint_dir: Path, seed: int) -> GRPOConfig:
     return GRPOConfig(
-        output_dir=str(checkpoint_dir),
+        **shared_training_arguments(config, checkpoint_dir, seed),
         loss_type="dapo",
         epsilon=config.epsilon,
         epsilon_high=config.epsilon_high,
@@ -215,23 +215,13 @@ def grpo_arguments(config: DapoConfig, checkpoint_dir: Path, seed: int) -> GRPOC
         num_generations=config.num_generations,
         per_device_train_batch_size=config.num_generations * config.prompts_per_step,
         gradient_accumulation_steps=1,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
         temperature=config.temperature,
         max_completion_length=config.max_completion_length,
         mask_truncated_completions=config.mask_truncated_completions,
         scale_rewards="group",
         use_vllm=config.use_vllm,
         vllm_mode="colocate",
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
         logging_steps=1,
-        bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        deepspeed=config.deepspeed,
-        seed=seed,
-        report_to=[],
         chat_template_kwargs={"enable_thinking": False},
     )
 
@@ -250,7 +240,7 @@ def train_dapo(
 ) -> tuple[DynamicSamplingGRPOTrainer, dict[str, float]]:
     """Train `model` in place with DAPO; resumes from the latest checkpoint in checkpoint_dir."""
     from datasets import Dataset
-    
+
     rows = prompt_rows(examples, inputs_catalog, sids, prompt)
     reward = RerankReward(sids, reward_config)
     rollout = None

@@ -16,7 +16,7 @@ from torch.nn import functional
 from transformers import Trainer, TrainingArguments, set_seed
 
 from gr2.lm.chat import IGNORE_INDEX, common_prefix_length, pad_sequences
-from gr2.lm.midtrain import checkpoint_step, last_checkpoint
+from gr2.lm.training import checkpoint_step, final_loss, last_checkpoint, shared_training_arguments
 from gr2.train.config import SftConfig
 
 PROMPT, REASONING, RANKING = 0, 1, 2
@@ -100,24 +100,13 @@ class DecoupledLossTrainer(Trainer):
 
 def sft_arguments(config: SftConfig, checkpoint_dir: Path, seed: int) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=str(checkpoint_dir),
+        **shared_training_arguments(config, checkpoint_dir, seed),
         num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
         warmup_steps=config.warmup_ratio,
         lr_scheduler_type="cosine",
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        seed=seed,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
         logging_steps=1,
-        deepspeed=config.deepspeed,
-        bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        remove_unused_columns=False,
-        report_to=[],
     )
 
 
@@ -147,14 +136,13 @@ def train_sft(
     )
     resume = last_checkpoint(checkpoint_dir)
     result = trainer.train(resume_from_checkpoint=resume)
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     metrics = {
         "train_traces": len(dataset),
         "traces_dropped_too_long": dropped,
         "train_seconds": result.metrics["train_runtime"],
         "train_steps": trainer.state.global_step,
         "resumed_from_step": checkpoint_step(resume),
-        "final_loss": losses[-1] if losses else result.training_loss,
+        "final_loss": final_loss(trainer, result.training_loss),
         "mean_tokens_per_trace": sum(len(r["input_ids"]) for r in dataset) / len(dataset),
     }
     return trainer, metrics

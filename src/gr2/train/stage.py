@@ -6,8 +6,8 @@ from pathlib import Path
 
 from gr2.eval.validate import validate_policy
 from gr2.inputs import StageInputs
-from gr2.lm.checkpoints import save_pretrained_atomic
 from gr2.lm.models import load_model_and_tokenizer
+from gr2.lm.training import save_pretrained_atomic
 from gr2.storage.atomic import write_json_atomic
 from gr2.traces.config import PromptConfig
 from gr2.traces.sampling import read_traces
@@ -34,22 +34,8 @@ def run_sft(
     model, tokenizer = load_model_and_tokenizer(model_dir)
     traces = read_traces(traces_dir / SFT_FILE)
     trainer, metrics = train_sft(model, tokenizer, traces, config, seed, work_dir)
-    save_pretrained_atomic(trainer.model, tokenizer, out_dir)
-    losses = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
-    write_json_atomic(out_dir / CURVE_FILE, losses)
-    metrics |= validate_policy(
-        trainer.model,
-        tokenizer,
-        inputs,
-        "valid",
-        config.eval_examples,
-        prompt,
-        config.eval_max_new_tokens,
-        config.eval_batch_size,
-        seed,
-        constrained,
-    )
-    return metrics
+    curve = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+    return metrics | publish_policy(trainer, tokenizer, curve, inputs, config, prompt, seed, out_dir, constrained)
 
 
 def run_dapo(
@@ -68,13 +54,27 @@ def run_dapo(
     trainer, metrics = train_dapo(
         model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, config, reward, seed, work_dir
     )
-    save_pretrained_atomic(trainer.model, tokenizer, out_dir)
     curve = training_curve(trainer.state.log_history)
-    write_json_atomic(out_dir / CURVE_FILE, curve)
     if curve:
-        last = curve[-1]
-        metrics |= {f"last_step_{k.replace('/', '_')}": v for k, v in last.items() if k != "step"}
-    metrics |= validate_policy(
+        metrics |= {f"last_step_{k.replace('/', '_')}": v for k, v in curve[-1].items() if k != "step"}
+    return metrics | publish_policy(trainer, tokenizer, curve, inputs, config, prompt, seed, out_dir, constrained)
+
+
+def publish_policy(
+    trainer,
+    tokenizer,
+    curve: list[dict],
+    inputs: StageInputs,
+    config: SftConfig | DapoConfig,
+    prompt: PromptConfig,
+    seed: int,
+    out_dir: Path,
+    constrained: bool,
+) -> dict[str, float]:
+    """Save the trained policy with its training curve, then score it on validation examples."""
+    save_pretrained_atomic(trainer.model, tokenizer, out_dir)
+    write_json_atomic(out_dir / CURVE_FILE, curve)
+    return validate_policy(
         trainer.model,
         tokenizer,
         inputs,
@@ -82,8 +82,7 @@ def run_dapo(
         config.eval_examples,
         prompt,
         config.eval_max_new_tokens,
-        8,
+        config.eval_batch_size,
         seed,
         constrained,
     )
-    return metrics
