@@ -19,6 +19,7 @@ def test_dapo_takes_two_steps_with_dynamic_sampling_and_resumes(tmp_path, tiny, 
     curve = training_curve(trainer.state.log_history)
     assert [row["step"] for row in curve] == [1, 2]
     assert all(row["gr2/valid_share"] == 1.0 for row in curve)  # constrained rollouts are always valid
+    assert all("gr2/format_bonus_mean" in row and "gr2/overlong_penalty_mean" in row for row in curve)
     assert all(0.0 <= row["dynamic_sampling/dropped_group_share"] < 1.0 for row in curve)
     longer = config.model_copy(update={"max_steps": 3})
     _, resumed = train_dapo(

@@ -59,9 +59,37 @@ def test_score_completion_copy_invalid_and_promotion():
     conditional = RewardConfig(kind="conditional", alpha=0.2)
     naive = RewardConfig(kind="naive", alpha=0.2)
     copy = score_completion(answer(ITEMS), EXAMPLE, SIDS, conditional)
-    assert copy.order_copy and copy.total == 0.0
-    assert score_completion(answer(ITEMS), EXAMPLE, SIDS, naive).total == pytest.approx(0.2)
+    assert copy.order_copy and copy.total == 0.0 and copy.format_bonus == 0.0
+    naive_copy = score_completion(answer(ITEMS), EXAMPLE, SIDS, naive)
+    assert naive_copy.total == pytest.approx(0.2) and naive_copy.format_bonus == pytest.approx(0.2)
     promoted = score_completion(answer(("i3", *[i for i in ITEMS if i != "i3"])), EXAMPLE, SIDS, conditional)
     assert promoted.total == pytest.approx(0.5) and promoted.rank == pytest.approx(0.3) and not promoted.order_copy
+    assert promoted.format_bonus == pytest.approx(0.2)
     invalid = score_completion("not json", EXAMPLE, SIDS, conditional)
-    assert not invalid.valid and invalid.total == -1.0
+    assert not invalid.valid and invalid.total == -1.0 and invalid.rank == invalid.format_bonus == 0.0
+
+
+def test_the_trl_reward_function_adds_the_overlong_penalty_and_logs_each_part():
+    from gr2.train.dapo import RerankReward
+
+    reward = RerankReward(
+        SIDS, RewardConfig(kind="conditional", alpha=0.2, overlong_max_tokens=100, overlong_cache_tokens=20)
+    )
+    promoted = answer(("i3", *[i for i in ITEMS if i != "i3"]))
+    logged: dict[str, float] = {}
+    totals = reward(
+        prompts=[""] * 3,
+        completions=[answer(ITEMS), promoted, "not json"],
+        completion_ids=[[0] * 10, [0] * 90, [0] * 10],  # the second is 10 tokens into the overlong zone
+        candidates=[ITEMS] * 3,
+        target=["i3"] * 3,
+        log_metric=logged.__setitem__,
+    )
+    assert totals == pytest.approx([0.0, 0.5 - 0.5, -1.0]) and reward.last_totals == totals  # 0.5 earned, 0.5 penalty
+    assert logged["gr2/valid_share"] == pytest.approx(2 / 3)
+    assert logged["gr2/order_copy_rate"] == pytest.approx(1 / 3)
+    assert logged["gr2/rank_reward_mean"] == pytest.approx(0.1)
+    assert logged["gr2/format_bonus_mean"] == pytest.approx(0.2 / 3)
+    assert logged["gr2/invalid_penalty_mean"] == pytest.approx(-1 / 3)
+    assert logged["gr2/overlong_penalty_mean"] == pytest.approx(-0.5 / 3)
+    assert logged["gr2/rank_reward_std"] == pytest.approx(0.1414, abs=1e-4)

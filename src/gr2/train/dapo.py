@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import mean, pstdev
 
 import torch
 from trl import GRPOConfig, GRPOTrainer
@@ -127,24 +128,33 @@ class RerankReward:
     __name__: str = "gr2_reward"
 
     def __call__(self, prompts, completions, completion_ids, candidates, target, log_metric=None, **kwargs):
-        totals, valid, copies, rank = [], 0, 0, 0.0
+        scores, penalties = [], []
         for completion, ids, cands, tgt in zip(completions, completion_ids, candidates, target, strict=True):
             text = completion[0]["content"] if isinstance(completion, list) else completion
             example = RerankExample("train", "", (), tuple(cands), tgt)
-            scored = score_completion(text, example, self.sids, self.config)
-            penalty = soft_overlong_penalty(
-                len(ids), self.config.overlong_max_tokens, self.config.overlong_cache_tokens
+            scores.append(score_completion(text, example, self.sids, self.config))
+            penalties.append(
+                soft_overlong_penalty(len(ids), self.config.overlong_max_tokens, self.config.overlong_cache_tokens)
             )
-            totals.append(scored.total + penalty)
-            valid += scored.valid
-            copies += scored.order_copy
-            rank += scored.rank
+        self.last_totals = [score.total + penalty for score, penalty in zip(scores, penalties, strict=True)]
         if log_metric is not None:
-            log_metric("gr2/valid_share", valid / len(totals))
-            log_metric("gr2/order_copy_rate", copies / len(totals))
-            log_metric("gr2/rank_reward_mean", rank / len(totals))
-        self.last_totals = totals
-        return totals
+            log_reward_components(log_metric, scores, penalties)
+        return self.last_totals
+
+
+def log_reward_components(log_metric: Callable[[str, float], None], scores, penalties: list[float]) -> None:
+    """Per-step means (and stds of the reward parts) of what the reward saw, logged under `gr2/`."""
+    log_metric("gr2/valid_share", mean(s.valid for s in scores))
+    log_metric("gr2/order_copy_rate", mean(s.order_copy for s in scores))
+    parts = {
+        "rank_reward": [s.rank for s in scores],
+        "format_bonus": [s.format_bonus for s in scores],
+        "invalid_penalty": [0.0 if s.valid else s.total for s in scores],
+        "overlong_penalty": penalties,
+    }
+    for name, values in parts.items():
+        log_metric(f"gr2/{name}_mean", mean(values))
+        log_metric(f"gr2/{name}_std", pstdev(values))
 
 
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
@@ -277,6 +287,11 @@ def training_curve(log_history: list[dict]) -> list[dict]:
         "gr2/valid_share",
         "gr2/order_copy_rate",
         "gr2/rank_reward_mean",
+        "gr2/rank_reward_std",
+        "gr2/format_bonus_mean",
+        "gr2/format_bonus_std",
+        "gr2/invalid_penalty_mean",
+        "gr2/overlong_penalty_mean",
         "completions/mean_length",
         "clip_ratio/region_mean",
         "clip_ratio/high_mean",

@@ -50,9 +50,12 @@ def soft_overlong_penalty(length: int, max_length: int, cache_length: int) -> fl
 
 @dataclass(frozen=True)
 class RewardBreakdown:
+    """One completion's reward and its parts: total = rank + format_bonus for a valid output, the invalid
+    penalty otherwise (then rank and format_bonus are 0)."""
+
     total: float
     rank: float
-    format: float
+    format_bonus: float
     valid: bool
     order_copy: bool
 
@@ -66,10 +69,11 @@ def score_completion(text: str, example: RerankExample, sids: SidMap, config: Re
     r_pre = target_rank(example.candidates, example.target)
     r_new = target_rank(parsed.ranking, example.target)
     reward = conditional_reward if config.kind == "conditional" else naive_reward
+    total, rank = reward(r_pre, r_new, k, config.alpha), rank_promotion_reward(r_pre, r_new, k)
     return RewardBreakdown(
-        total=reward(r_pre, r_new, k, config.alpha),
-        rank=rank_promotion_reward(r_pre, r_new, k),
-        format=format_reward(True),
+        total=total,
+        rank=rank,
+        format_bonus=total - rank,
         valid=True,
         order_copy=parsed.ranking == example.candidates,
     )
