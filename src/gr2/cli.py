@@ -114,17 +114,19 @@ def command_sid_ablation(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     import json
 
-    from gr2.eval.report import write_report
+    from gr2.eval.report import write_figures, write_report
 
     out = Path(args.out)
     evaluations = sorted(out.glob("kfp/*/evaluate/results/results.json"), key=lambda p: p.stat().st_mtime)
     if not evaluations:
         raise ValueError(f"{out}: no finished evaluate stage (kfp/*/evaluate/results/results.json)")
     folder = evaluations[-1].parent
-    paths = write_report(
-        json.loads(evaluations[-1].read_text()), json.loads((folder / "manifest.json").read_text()), out
-    )
+    results = json.loads(evaluations[-1].read_text())
+    paths = write_report(results, json.loads((folder / "manifest.json").read_text()), out)
     console.print(f"report: {paths['html']}")
+    if args.figures:
+        for path in write_figures(results, args.figures):
+            console.print(f"figure: {path}")
     return 0
 
 
@@ -197,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="rebuild OUT/report.html from a finished run, without retraining")
     report.add_argument("out", help="the run's output folder (gr2 run --out)")
+    report.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG file into DIR")
     report.set_defaults(handler=command_report)
 
     datasets = commands.add_parser("datasets", help="list bundled datasets with their statistics")

@@ -8,7 +8,7 @@ import tempfile
 import pytest
 
 from gr2.eval import plots
-from gr2.eval.report import render_html, render_markdown, write_report
+from gr2.eval.report import render_html, render_markdown, write_figures, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MALICIOUS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -240,3 +240,9 @@ def test_report_renders_in_headless_chromium(tmp_path):
                        check=True, capture_output=True, timeout=60)
     assert screenshot.read_bytes().startswith(PNG_SIGNATURE)
     assert screenshot.stat().st_size > 50_000  # a blank page compresses to a few kB
+
+
+def test_figures_are_written_as_png_files_named_after_their_titles(tmp_path):
+    paths = write_figures(make_results(), tmp_path / "figures")
+    assert paths and all(path.read_bytes().startswith(b"\x89PNG") for path in paths)
+    assert tmp_path / "figures" / "recall-5-and-ndcg-5.png" in paths

@@ -26,6 +26,17 @@ def test_extension_adds_markers_and_one_token_per_code_per_level_once(plain, sid
     assert extend_vocabulary(model, tokenizer, sid_map) == 0
 
 
+def test_extension_is_the_same_whatever_the_global_rng_state_padding_rows_included(model_cache, sid_map):
+    weights = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        model, tokenizer, _ = load_base_model("tiny-random", model_cache)
+        extend_vocabulary(model, tokenizer, sid_map, pad_to_multiple_of=64, seed=0)
+        weights.append(model.get_input_embeddings().weight.detach().clone())
+    assert weights[0].shape[0] > len(tokenizer)  # there are padding rows
+    assert torch.equal(weights[0], weights[1])
+
+
 def test_new_embeddings_look_like_pretrained_ones_and_do_not_dominate_the_softmax(plain, sid_map):
     model, tokenizer = plain
     pretrained = len(tokenizer)

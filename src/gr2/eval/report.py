@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import html
 import itertools
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from gr2.eval import plots
 from gr2.eval.plots import is_number
-from gr2.storage.atomic import write_text_atomic
+from gr2.storage.atomic import write_bytes_atomic, write_text_atomic
 
 SIGNIFICANCE = 0.05
 CEILING_ROWS = frozenset({"oracle"})  # best by construction: never the bold "best" of a column
@@ -477,6 +478,16 @@ def render_markdown(results: Mapping) -> str:
         f"{md_text(gate.get('reason', ''))}\n\n{md_table(rows, SUMMARY_COLUMNS)}\n\n"
         f"{md_text(RESULTS_LEGEND)}\n"
     )
+
+
+def write_figures(results: Mapping, folder: str | Path) -> list[Path]:
+    """Each report figure as its own PNG in `folder` (for docs and slides), named after its title."""
+    paths = []
+    for title, _, png in report_figures(results):
+        path = Path(folder) / (re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") + ".png")
+        write_bytes_atomic(path, png)
+        paths.append(path)
+    return paths
 
 
 def write_report(results: Mapping, manifest: Mapping, out_dir: str | Path) -> dict[str, Path]:

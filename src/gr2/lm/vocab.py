@@ -41,17 +41,26 @@ def init_rows_like_pretrained(matrix: torch.Tensor, rows: list[int], reference_r
 def extend_vocabulary(
     model: PreTrainedModel, tokenizer, sid_map: SidMap, pad_to_multiple_of: int = 1, seed: int = 0
 ) -> int:
-    """Add the SID tokens to tokenizer and model; returns how many tokens were added (0 if all existed)."""
+    """Add the SID tokens to tokenizer and model; returns how many tokens were added (0 if all existed).
+
+    The rows added only to pad the vocabulary to a multiple are drawn the same way, from their own seed:
+    left to `resize_token_embeddings` they would come from the unseeded global RNG and, with tied
+    embeddings, give every run different logits for them."""
     pretrained_rows = min(len(tokenizer), model.get_input_embeddings().weight.shape[0])
+    original_rows = model.get_input_embeddings().weight.shape[0]
     new_ids = add_sid_tokens(tokenizer, sid_map)
     if not new_ids:
         return 0
-    rows = max(model.get_input_embeddings().weight.shape[0], len(tokenizer))
-    model.resize_token_embeddings(padded_size(rows, pad_to_multiple_of), mean_resizing=False)
-    init_rows_like_pretrained(model.get_input_embeddings().weight, new_ids, pretrained_rows, seed)
+    rows = padded_size(max(original_rows, len(tokenizer)), pad_to_multiple_of)
+    model.resize_token_embeddings(rows, mean_resizing=False)
+    padding = list(range(max(original_rows, len(tokenizer)), rows))
+    matrices = [model.get_input_embeddings().weight]
     output = model.get_output_embeddings()
-    if output is not None and output.weight is not model.get_input_embeddings().weight:
-        init_rows_like_pretrained(output.weight, new_ids, pretrained_rows, seed + 1)
+    if output is not None and output.weight is not matrices[0]:
+        matrices.append(output.weight)
+    for offset, matrix in enumerate(matrices):
+        init_rows_like_pretrained(matrix, new_ids, pretrained_rows, seed + offset)
+        init_rows_like_pretrained(matrix, padding, pretrained_rows, seed + len(matrices) + offset)
     return len(new_ids)
 
 
