@@ -114,14 +114,14 @@ def command_sid_ablation(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     import json
 
-    from gr2.eval.report import write_figures, write_report
+    from gr2.eval.report import read_results, write_figures, write_report
 
     out = Path(args.out)
     evaluations = sorted(out.glob("kfp/*/evaluate/results/results.json"), key=lambda p: p.stat().st_mtime)
     if not evaluations:
         raise ValueError(f"{out}: no finished evaluate stage (kfp/*/evaluate/results/results.json)")
     folder = evaluations[-1].parent
-    results = json.loads(evaluations[-1].read_text())
+    results = read_results(evaluations[-1])
     paths = write_report(results, json.loads((folder / "manifest.json").read_text()), out)
     console.print(f"report: {paths['html']}")
     if args.figures:

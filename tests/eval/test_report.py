@@ -16,16 +16,31 @@ TITLES = [f"Office item {n}" for n in range(10)]
 
 
 def row(label, kind, r1, r5, ndcg5, *, invalid=0.0, order_copy=0.0, p=None, hits=None, **extra):
-    metrics = {"recall@1": r1, "recall@3": (r1 + r5) / 2, "recall@5": r5, "ndcg@3": ndcg5 - 0.03, "ndcg@5": ndcg5,
-               "mrr": ndcg5 - 0.05, "invalid_rate": invalid, "fallback_rate": invalid, "order_copy_rate": order_copy,
-               "kendall_tau": 1.0 - 2 * (1 - order_copy) * 0.4}
-    result = {"label": label, "kind": kind, "metrics": metrics,
-              "ci95": {"recall@5": [r5 - 0.04, min(1.0, r5 + 0.04)],
-                       "ndcg@5": [ndcg5 - 0.035, min(1.0, ndcg5 + 0.035)]},
-              "hit_positions": hits or [int(412 * r1)] + [int(412 * (1 - r1) / 9)] * 9, "examples": []}
+    metrics = {
+        "recall@1": r1,
+        "recall@3": (r1 + r5) / 2,
+        "recall@5": r5,
+        "ndcg@3": ndcg5 - 0.03,
+        "ndcg@5": ndcg5,
+        "mrr": ndcg5 - 0.05,
+        "invalid_rate": invalid,
+        "fallback_rate": invalid,
+        "order_copy_rate": order_copy,
+        "kendall_tau": 1.0 - 2 * (1 - order_copy) * 0.4,
+    }
+    result = {
+        "label": label,
+        "kind": kind,
+        "metrics": metrics,
+        "ci95": {"recall@5": [r5 - 0.04, min(1.0, r5 + 0.04)], "ndcg@5": [ndcg5 - 0.035, min(1.0, ndcg5 + 0.035)]},
+        "hit_positions": hits or [int(412 * r1)] + [int(412 * (1 - r1) / 9)] * 9,
+        "examples": [],
+    }
     if p is not None:
-        result["vs_prerank"] = {"recall@5": {"diff": r5 - 0.7227, "p_value": p},
-                                "ndcg@5": {"diff": ndcg5 - 0.5101, "p_value": p}}
+        result["vs_prerank"] = {
+            "recall@5": {"diff": r5 - 0.7227, "p_value": p},
+            "ndcg@5": {"diff": ndcg5 - 0.5101, "p_value": p},
+        }
     result.update(extra)
     if kind != "baseline":
         metrics.update(mean_completion_tokens=212.4, tokens_per_second=1830.2, examples_per_second=8.61)
@@ -33,8 +48,14 @@ def row(label, kind, r1, r5, ndcg5, *, invalid=0.0, order_copy=0.0, p=None, hits
 
 
 def example(explanation):
-    return {"user_id": "A2X9", "history": ["Stapler", "Desk lamp", "Gel pens"], "candidates": TITLES,
-            "target": TITLES[3], "ranking": [TITLES[3]] + TITLES[:3] + TITLES[4:], "explanation": explanation}
+    return {
+        "user_id": "A2X9",
+        "history": ["Stapler", "Desk lamp", "Gel pens"],
+        "candidates": TITLES,
+        "target": TITLES[3],
+        "ranking": [TITLES[3]] + TITLES[:3] + TITLES[4:],
+        "explanation": explanation,
+    }
 
 
 def make_results(passed=True):
@@ -44,39 +65,97 @@ def make_results(passed=True):
         "random": row("Random", "baseline", 0.1003, 0.5011, 0.3012, p=0.00001),
         "oracle": row("Oracle", "baseline", 1.0, 1.0, 1.0, p=0.00001, hits=[412] + [0] * 9),
         "teacher": row("Teacher (evidence)", "teacher", 0.3101, 0.7502, 0.5311, invalid=0.02, p=0.04),
-        "sft": row("SFT (rejection traces)", "model", 0.2784, 0.7091, 0.4970, invalid=0.031, p=0.21,
-                   examples=[example("History shows desk supplies.")]),
-        "dapo": row("SFT + DAPO (conditional)", "model", 0.2977, 0.7460, 0.5234, invalid=0.004, order_copy=0.05,
-                    p=0.012,
-                    position_bias={"ndcg@5_shuffled": 0.5012, "recall@1_shuffled": 0.2713, "ndcg@5_delta": -0.0222,
-                                   "recall@1_delta": -0.0264},
-                    examples=[example("Step 1: pens, then refills.\nStep 2: paper."), example(MALICIOUS)]),
-        "dapo_naive": row("SFT + DAPO (naive reward)", "model", 0.2890, 0.7221, 0.5101, invalid=0.011,
-                          order_copy=0.91, p=0.97),
+        "sft": row(
+            "SFT (rejection traces)",
+            "model",
+            0.2784,
+            0.7091,
+            0.4970,
+            invalid=0.031,
+            p=0.21,
+            examples=[example("History shows desk supplies.")],
+        ),
+        "dapo": row(
+            "SFT + DAPO (conditional)",
+            "model",
+            0.2977,
+            0.7460,
+            0.5234,
+            invalid=0.004,
+            order_copy=0.05,
+            p=0.012,
+            position_bias={
+                "ndcg@5_shuffled": 0.5012,
+                "recall@1_shuffled": 0.2713,
+                "ndcg@5_delta": -0.0222,
+                "recall@1_delta": -0.0264,
+            },
+            examples=[example("Step 1: pens, then refills.\nStep 2: paper."), example(MALICIOUS)],
+        ),
+        "dapo_naive": row(
+            "SFT + DAPO (naive reward)", "model", 0.2890, 0.7221, 0.5101, invalid=0.011, order_copy=0.91, p=0.97
+        ),
     }
-    dapo_curve = [{"step": s, "reward": 0.05 + 0.02 * s - 0.0004 * s * s, "gr2/valid_share": min(1.0, 0.8 + 0.02 * s),
-                   "gr2/order_copy_rate": 0.1, "loss": 0.3, "dynamic_sampling/dropped_group_share": 0.2}
-                  for s in range(1, 21)]
-    naive_curve = [dict(point, **{"reward": 0.2 + 0.0005 * point["step"], "gr2/order_copy_rate": 0.05 * point["step"]})
-                   for point in dapo_curve]
-    reason = ("dapo ndcg@5 0.5234 >= prerank 0.5101 - 0.01; invalid 0.0040 <= 0.05" if passed
-              else "dapo ndcg@5 0.4870 < prerank 0.5101 - 0.01")
+    dapo_curve = [
+        {
+            "step": s,
+            "reward": 0.05 + 0.02 * s - 0.0004 * s * s,
+            "gr2/valid_share": min(1.0, 0.8 + 0.02 * s),
+            "gr2/order_copy_rate": 0.1,
+            "loss": 0.3,
+            "dynamic_sampling/dropped_group_share": 0.2,
+        }
+        for s in range(1, 21)
+    ]
+    naive_curve = [
+        dict(point, **{"reward": 0.2 + 0.0005 * point["step"], "gr2/order_copy_rate": 0.05 * point["step"]})
+        for point in dapo_curve
+    ]
+    reason = (
+        "dapo ndcg@5 0.5234 >= prerank 0.5101 - 0.01; invalid 0.0040 <= 0.05"
+        if passed
+        else "dapo ndcg@5 0.4870 < prerank 0.5101 - 0.01"
+    )
     return {
-        "preset": "demo", "dataset": "amazon-office-2014", "examples": 412, "seed": 0, "rows": rows,
-        "gate": {"passed": passed, "reason": reason, "candidate": "dapo",
-                 "rule": {"metric": "ndcg@5", "margin": 0.01, "max_invalid_rate": 0.05}},
-        "curves": {"sft": [{"step": s, "loss": 2.0 / s} for s in range(1, 31)], "dapo": dapo_curve,
-                   "dapo_naive": naive_curve},
-        "sid": {"utilisation_level_0": 0.98, "utilisation_level_1": 0.91, "utilisation_level_2": 0.74,
-                "utilisation_level_3": 0.55, "perplexity_level_0": 231.0, "perplexity_level_1": 190.5,
-                "perplexity_level_2": 120.2, "perplexity_level_3": 88.1, "uniqueness": 0.9931},
+        "preset": "demo",
+        "dataset": "amazon-office-2014",
+        "examples": 412,
+        "seed": 0,
+        "rows": rows,
+        "gate": {
+            "passed": passed,
+            "reason": reason,
+            "candidate": "dapo",
+            "rule": {"metric": "ndcg@5", "margin": 0.01, "max_invalid_rate": 0.05},
+        },
+        "curves": {
+            "sft": [{"step": s, "loss": 2.0 / s} for s in range(1, 31)],
+            "dapo": dapo_curve,
+            "dapo_naive": naive_curve,
+        },
+        "sid": {
+            "utilisation_level_0": 0.98,
+            "utilisation_level_1": 0.91,
+            "utilisation_level_2": 0.74,
+            "utilisation_level_3": 0.55,
+            "perplexity_level_0": 231.0,
+            "perplexity_level_1": 190.5,
+            "perplexity_level_2": 120.2,
+            "perplexity_level_3": 88.1,
+            "uniqueness": 0.9931,
+        },
         "stages": {"data": {"users": 4905, "items": 2420}, "prerank": {"coverage_test": 0.41}},
     }
 
 
-MANIFEST = {"config_hash": "sha256:ab12", "dataset_hash": "sha256:cd34", "git_commit": "5a65e9a",
-            "packages": {"torch": "2.13.0", "kfp": "2.17.3"}, "timings_s": {"data": 3.2, "dapo": 812.91},
-            "artifacts": {"sft": "minio://mlpipeline/v2/artifacts/gr2/sft/model", "note": MALICIOUS}}
+MANIFEST = {
+    "config_hash": "sha256:ab12",
+    "dataset_hash": "sha256:cd34",
+    "git_commit": "5a65e9a",
+    "packages": {"torch": "2.13.0", "kfp": "2.17.3"},
+    "timings_s": {"data": 3.2, "dapo": 812.91},
+    "artifacts": {"sft": "minio://mlpipeline/v2/artifacts/gr2/sft/model", "note": MALICIOUS},
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +164,13 @@ def page():
 
 
 def test_table_lists_every_row_with_intervals_and_p_values(page):
-    for label in ("Incoming order", "Oracle", "Teacher (evidence)", "SFT + DAPO (conditional)",
-                  "SFT + DAPO (naive reward)"):
+    for label in (
+        "Incoming order",
+        "Oracle",
+        "Teacher (evidence)",
+        "SFT + DAPO (conditional)",
+        "SFT + DAPO (naive reward)",
+    ):
         assert label in page
     assert "[0.7060, 0.7860]" in page  # dapo's R@5 interval
     assert "+0.0233*" in page and "p=0.0120" in page  # significant at 0.05
@@ -103,7 +187,7 @@ def test_best_value_per_column_is_bold_and_oracle_is_not(page):
 
 def result_column(page, index):
     """The cells of one column of the results table (the page's first table), in row order."""
-    table = page[page.index("<table>"):page.index("</table>")]
+    table = page[page.index("<table>") : page.index("</table>")]
     return [re.findall(r"<td[^>]*>(.*?)</td>", line)[index] for line in table.split("<tr") if "<td" in line]
 
 
@@ -144,8 +228,8 @@ def test_untrusted_text_is_escaped(page):
 
 
 def test_generation_cost_shows_only_the_reported_columns(page):
-    cost = page[page.index("<h2>Generation cost</h2>"):]
-    cost = cost[:cost.index("</table>")]
+    cost = page[page.index("<h2>Generation cost</h2>") :]
+    cost = cost[: cost.index("</table>")]
     assert "mean completion tokens" in cost and "212.4" in cost and "mean trace tokens" not in cost
     assert "Incoming order" not in cost and "SFT + DAPO (naive reward)" in cost
 
@@ -158,7 +242,7 @@ def test_gate_without_candidate_says_there_is_nothing_to_deploy():
 
 
 def test_example_traces_show_the_candidates_target_and_explanation(page):
-    assert '<details open><summary>SFT + DAPO (conditional): 2 example traces</summary>' in page
+    assert "<details open><summary>SFT + DAPO (conditional): 2 example traces</summary>" in page
     assert "target position 4 incoming, 1 re-ranked" in page
     assert '<li class="target">Office item 3</li>' in page
     assert "Step 1: pens, then refills.\nStep 2: paper." in page
@@ -234,10 +318,25 @@ def test_report_renders_in_headless_chromium(tmp_path):
     html_path = write_report(make_results(), MANIFEST, tmp_path)["html"]
     screenshot = tmp_path / "report.png"
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                        f"--screenshot={screenshot}", "--window-size=1400,3000", html_path.as_uri()],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                f"--screenshot={screenshot}",
+                "--window-size=1400,3000",
+                html_path.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     assert screenshot.read_bytes().startswith(PNG_SIGNATURE)
     assert screenshot.stat().st_size > 50_000  # a blank page compresses to a few kB
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -478,6 +479,14 @@ def render_markdown(results: Mapping) -> str:
         f"{md_text(gate.get('reason', ''))}\n\n{md_table(rows, SUMMARY_COLUMNS)}\n\n"
         f"{md_text(RESULTS_LEGEND)}\n"
     )
+
+
+def read_results(path: str | Path) -> dict:
+    """An evaluate stage's results.json, its rows back in evaluation order (baselines, teacher, models)."""
+    results = json.loads(Path(path).read_text())
+    order = results.get("row_order", [])
+    results["rows"] = {key: results["rows"][key] for key in order} | results["rows"]
+    return results
 
 
 def write_figures(results: Mapping, folder: str | Path) -> list[Path]:

@@ -78,6 +78,7 @@ def run_evaluate(
         "curves": {name: load_curve(model_dirs.get(name)) for name in ("sft", "dapo", "dapo_naive")},
         "sid": stage_metrics.get("sid", {}),
         "stages": stage_metrics,
+        "row_order": list(results["rows"]),  # JSON objects are unordered; the report lists rows in this order
     }
     timings = {f"{stage}.{key}": m[key] for stage, m in stage_metrics.items() for key in TIMING_KEYS if key in m}
     manifest = build_manifest(
