@@ -68,8 +68,17 @@ def gcs_emulator() -> Iterator[str]:
     """gcp-storage-emulator in memory, with bucket BUCKET; gcsfs finds it through STORAGE_EMULATOR_HOST."""
     executable = emulator_command("gcp-storage-emulator", "gcp-storage-emulator==2026.7.19")
     port = free_port()
-    command = [str(executable), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory",
-               "--default-bucket", BUCKET]
+    command = [
+        str(executable),
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--in-memory",
+        "--default-bucket",
+        BUCKET,
+    ]
     endpoint = f"http://127.0.0.1:{port}"
     with serving(command, port), pytest.MonkeyPatch.context() as env:
         env.setenv("STORAGE_EMULATOR_HOST", endpoint)

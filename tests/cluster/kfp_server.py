@@ -55,8 +55,11 @@ class FakeKfp:
             self.versions.append({**pipeline, "pipeline_version_id": self.new_id("version"), "display_name": name})
             return 200, pipeline
         if route == ("POST", "/pipelines/upload_version"):
-            version = {"pipeline_id": request.query["pipelineid"], "pipeline_version_id": self.new_id("version"),
-                       "display_name": name}
+            version = {
+                "pipeline_id": request.query["pipelineid"],
+                "pipeline_version_id": self.new_id("version"),
+                "display_name": name,
+            }
             self.versions.append(version)
             return 200, version
         if request.method == "GET" and route[1].endswith("/versions"):
@@ -96,8 +99,9 @@ def parse_body(content_type: str, raw: bytes) -> dict:
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             f"Content-Type: {content_type}\r\n\r\n".encode() + raw
         )
-        return {part.get_param("name", header="content-disposition"): part.get_content()
-                for part in message.iter_parts()}
+        return {
+            part.get_param("name", header="content-disposition"): part.get_content() for part in message.iter_parts()
+        }
     return json.loads(raw)
 
 
@@ -107,8 +111,11 @@ def handler_for(fake: FakeKfp) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             request = Request(
-                self.command, url.path, {k: v[0] for k, v in parse_qs(url.query).items()},
-                self.headers.get("Authorization"), parse_body(self.headers.get("Content-Type", ""), raw),
+                self.command,
+                url.path,
+                {k: v[0] for k, v in parse_qs(url.query).items()},
+                self.headers.get("Authorization"),
+                parse_body(self.headers.get("Content-Type", ""), raw),
             )
             fake.requests.append(request)
             status, payload = fake.handle(request)

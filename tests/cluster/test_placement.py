@@ -55,14 +55,16 @@ def test_training_task_gets_gpus_node_pool_shm_workspace_retries_and_timeout(com
     spec, container, k8s = executor(*compiled, "train")
     resources = container["resources"]
     assert resources["accelerator"] == {
-        "resourceType": channel("accelerator_type"), "resourceCount": channel("train_gpus"),
+        "resourceType": channel("accelerator_type"),
+        "resourceCount": channel("train_gpus"),
     }
     assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("48", "480Gi")
     assert resources["resourceMemoryLimit"] == "480Gi"
     assert k8s["nodeSelector"] == {"nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}}
     assert k8s["tolerations"] == [{"tolerationJson": {"componentInputParameter": "gpu_tolerations"}}]
-    assert k8s["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "64Gi",
-                                      "volumeName": "dshm"}]
+    assert k8s["emptyDirMounts"] == [
+        {"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "64Gi", "volumeName": "dshm"}
+    ]
     [pvc] = k8s["pvcMount"]
     assert pvc["pvcNameParameter"] == {"componentInputParameter": "workspace_pvc"}
     assert pvc["mountPath"] == WORKSPACE_MOUNT
@@ -75,11 +77,13 @@ def test_training_task_gets_gpus_node_pool_shm_workspace_retries_and_timeout(com
 def test_sampling_task_gets_inference_gpus_and_the_teacher_secret(compiled):
     _, container, k8s = executor(*compiled, "sample")
     assert container["resources"]["accelerator"]["resourceCount"] == channel("infer_gpus")
-    assert k8s["secretAsEnv"] == [{
-        "keyToEnv": [{"envVar": TEACHER_ENV, "secretKey": "api_key"}],
-        "optional": True,
-        "secretNameParameter": {"componentInputParameter": "teacher_secret"},
-    }]
+    assert k8s["secretAsEnv"] == [
+        {
+            "keyToEnv": [{"envVar": TEACHER_ENV, "secretKey": "api_key"}],
+            "optional": True,
+            "secretNameParameter": {"componentInputParameter": "teacher_secret"},
+        }
+    ]
 
 
 def test_cpu_task_asks_for_no_gpu_and_no_gpu_nodes_but_shares_the_workspace(compiled):

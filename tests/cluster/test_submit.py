@@ -46,8 +46,10 @@ def uploaded_spec(request) -> tuple[dict, dict]:
 
 
 def caching_of(pipeline_spec: dict) -> dict[str, bool]:
-    return {name: task["cachingOptions"].get("enableCache", False)
-            for name, task in pipeline_spec["root"]["dag"]["tasks"].items()}
+    return {
+        name: task["cachingOptions"].get("enableCache", False)
+        for name, task in pipeline_spec["root"]["dag"]["tasks"].items()
+    }
 
 
 def test_first_submission_uploads_a_version_named_by_config_hash_and_starts_a_run(kfp_api):
@@ -60,15 +62,20 @@ def test_first_submission_uploads_a_version_named_by_config_hash_and_starts_a_ru
     assert {r.authorization for r in fake.requests} == {"Bearer s3cret"}
     upload, upload_version = fake.requests[2], fake.requests[4]
     assert upload.query["name"] == "gr2"
-    assert upload_version.query == {"name": submission.version_name, "pipelineid": "pipeline-1",
-                                    "description": config.description}
+    assert upload_version.query == {
+        "name": submission.version_name,
+        "pipelineid": "pipeline-1",
+        "description": config.description,
+    }
     assert submission.version_name.startswith(f"smoke-{config.config_hash()}-")
     assert uploaded_spec(upload_version)[0]["pipelineInfo"]["name"] == "gr2"
     assert fake.experiments[0]["display_name"] == "gr2-test"
     [run] = fake.runs
     assert run["experiment_id"] == fake.experiments[0]["experiment_id"]
-    assert run["pipeline_version_reference"] == {"pipeline_id": "pipeline-1",
-                                                 "pipeline_version_id": submission.version_id}
+    assert run["pipeline_version_reference"] == {
+        "pipeline_id": "pipeline-1",
+        "pipeline_version_id": submission.version_id,
+    }
     assert run["runtime_config"]["parameters"] == params
     assert run["display_name"].startswith("smoke-")
     assert submission.run_id == run["run_id"]
@@ -80,8 +87,10 @@ def test_the_same_preset_and_code_reuse_their_version(kfp_api):
     first = submit_run(host, config, token="t")
     second = submit_run(host, config, token="t")
     assert second.version_id == first.version_id and second.run_id != first.run_id
-    assert [c for c in fake.calls() if "upload" in c] == [f"POST {API}/pipelines/upload",
-                                                          f"POST {API}/pipelines/upload_version"]
+    assert [c for c in fake.calls() if "upload" in c] == [
+        f"POST {API}/pipelines/upload",
+        f"POST {API}/pipelines/upload_version",
+    ]
     changed = submit_run(host, load_preset("smoke", ["seed=1"]), token="t")
     assert changed.version_id != first.version_id
     assert changed.version_name.split("-")[1] != first.version_name.split("-")[1]
@@ -136,7 +145,9 @@ def test_bad_params_and_cron_are_named_before_anything_is_sent(kfp_api):
 
 def test_parse_params_reads_yaml_values():
     assert parse_params(["train_gpus=4", "gpu_node_selector={pool: h100}", "teacher_secret=gr2"]) == {
-        "train_gpus": 4, "gpu_node_selector": {"pool": "h100"}, "teacher_secret": "gr2",
+        "train_gpus": 4,
+        "gpu_node_selector": {"pool": "h100"},
+        "teacher_secret": "gr2",
     }
     with pytest.raises(SubmitError, match="--param 'train_gpus': expected NAME=VALUE"):
         parse_params(["train_gpus"])
@@ -156,8 +167,11 @@ def test_retrain_without_a_training_stage_is_an_error(monkeypatch, kfp_api):
         path.write_text(yaml.safe_dump_all([pipeline_spec, platform_spec]))
 
     monkeypatch.setattr(submit, "compile_pipeline", compile_cpu_only)
-    with pytest.raises(SubmitError, match="retrain: preset smoke compiles no stage of a kind that retraining "
-                                          r"re-runs \(ingest, gpu-train\)"):
+    with pytest.raises(
+        SubmitError,
+        match="retrain: preset smoke compiles no stage of a kind that retraining "
+        r"re-runs \(ingest, gpu-train\)",
+    ):
         submit_run(host, load_preset("smoke"), token="t", retrain=True)
     assert fake.requests == []
 

@@ -43,8 +43,19 @@ def server(bundle_dir, tmp_path_factory):
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     command = [
-        sys.executable, "-m", "gr2.serve.server", "--model", str(bundle_dir.parent), "--port", str(port),
-        "--set", "threads=1", "--set", "max_body_bytes=65536", "--set", "timeout_seconds=60",
+        sys.executable,
+        "-m",
+        "gr2.serve.server",
+        "--model",
+        str(bundle_dir.parent),
+        "--port",
+        str(port),
+        "--set",
+        "threads=1",
+        "--set",
+        "max_body_bytes=65536",
+        "--set",
+        "timeout_seconds=60",
     ]
     with log_path.open("w") as log:
         environment = os.environ | {"HF_HUB_OFFLINE": "1"}
@@ -204,8 +215,14 @@ def test_openai_teacher_generates_resumable_traces_from_the_real_server(server, 
     history, candidates = example
     examples = [RerankExample("train", f"u{n}", tuple(history), tuple(candidates), candidates[n]) for n in range(2)]
     config = TeacherConfig(
-        backend="openai", base_url=f"{server.base_url}/openai/v1", model="gr2", max_tries=2, max_new_tokens=16,
-        concurrency=2, max_retries=1, timeout_seconds=60,
+        backend="openai",
+        base_url=f"{server.base_url}/openai/v1",
+        model="gr2",
+        max_tries=2,
+        max_new_tokens=16,
+        concurrency=2,
+        max_retries=1,
+        timeout_seconds=60,
     )
     teacher = OpenAIChatBackend(config)
     out = tmp_path / "traces.jsonl"

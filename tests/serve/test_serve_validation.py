@@ -94,8 +94,10 @@ def test_valid_v2_request():
         ([tensor("history", []), tensor("candidates", [["i2", "i3"]], shape=[1, 2])], "nested data"),
         ([tensor("candidates", ["i2", "i3"])], "history: missing"),
         ([tensor("history", []), tensor("candidates", ["i2", "i3"]), tensor("explain", [1], "BOOL")], "explain"),
-        ([tensor("history", []), tensor("candidates", ["i2", "i3"]), tensor("explain", [True, False], "BOOL")],
-         "expected shape [1]"),
+        (
+            [tensor("history", []), tensor("candidates", ["i2", "i3"]), tensor("explain", [True, False], "BOOL")],
+            "expected shape [1]",
+        ),
     ],
 )
 def test_invalid_v2_requests_name_the_problem(tensors, message):
@@ -130,8 +132,10 @@ def test_fuzzed_v1_bodies_are_accepted_within_limits_or_refused_with_a_request_e
         assert 2 <= len(request.candidates) <= limits.max_candidates
         assert len(set(request.candidates)) == len(request.candidates)
         assert len(request.history) <= limits.max_history
-        assert all(isinstance(item, str) and 0 < len(item) <= limits.max_item_id_chars
-                   for item in request.history + request.candidates)
+        assert all(
+            isinstance(item, str) and 0 < len(item) <= limits.max_item_id_chars
+            for item in request.history + request.candidates
+        )
         assert isinstance(request.explain, bool)
         if limits.reject_unknown:
             assert set(request.history + request.candidates) <= KNOWN

@@ -52,8 +52,11 @@ class ScriptedTeacher:
         out = []
         for _ in requests:
             ranking = self.rankings.pop(0)
-            out.append(ranking if isinstance(ranking, str) else json.dumps(
-                {"explanation": "e", "recommendations": [self.sids.text(i) for i in ranking]}))
+            out.append(
+                ranking
+                if isinstance(ranking, str)
+                else json.dumps({"explanation": "e", "recommendations": [self.sids.text(i) for i in ranking]})
+            )
         return out
 
 

@@ -9,8 +9,13 @@ def test_dapo_takes_two_steps_with_dynamic_sampling_and_resumes(tmp_path, tiny, 
     model, tokenizer = tiny
     catalog, sids, _, examples = office
     config = DapoConfig(
-        num_generations=2, prompts_per_step=2, max_steps=2, save_steps=1, max_completion_length=96,
-        reasoning_tokens=8, learning_rate=1e-4,
+        num_generations=2,
+        prompts_per_step=2,
+        max_steps=2,
+        save_steps=1,
+        max_completion_length=96,
+        reasoning_tokens=8,
+        learning_rate=1e-4,
     )
     trainer, metrics = train_dapo(
         model, tokenizer, examples[:16], catalog, sids, prompt_config, config, RewardConfig(), 0, tmp_path / "ckpt"

@@ -55,11 +55,13 @@ def scripted_generator(reward_rounds):
 
 
 def test_fill_over_generates_until_the_batch_is_full():
-    generate, asked = scripted_generator([
-        [1, 1, 0, 1, 0.5, 0.5],  # 1 informative group of 3
-        [0, 0, 2, 3],  # asked for 2 more: 1 informative
-        [4, 5],  # asked for 1 more
-    ])
+    generate, asked = scripted_generator(
+        [
+            [1, 1, 0, 1, 0.5, 0.5],  # 1 informative group of 3
+            [0, 0, 2, 3],  # asked for 2 more: 1 informative
+            [4, 5],  # asked for 1 more
+        ]
+    )
     batch, stats = fill_with_informative_groups(generate, groups_needed=3, group_size=2, min_std=1e-3, max_rounds=5)
     assert asked == [3, 2, 1]
     assert batch["prompt_ids"].shape[0] == 6
