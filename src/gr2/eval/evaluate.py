@@ -120,8 +120,7 @@ def likelihood_ranker(model, tokenizer, inputs: StageInputs, system_prompt: str,
         for e in examples:
             prompt = render_prompt(tokenizer, system_prompt, sequential_prompt(inputs.sids, e.history, history_length))
             scores = sid_log_likelihood(model, tokenizer, prompt, [inputs.sids.text(c) for c in e.candidates])
-            # log-likelihoods within 1e-3 are ties kept in incoming order: CPU float noise between runs
-            # (multi-threaded reductions) must not reorder them
+            # log-likelihoods within 1e-3 count as ties and keep the incoming order
             order = sorted(range(len(e.candidates)), key=lambda i: (-round(scores[i], 3), i))
             rankings.append(tuple(e.candidates[i] for i in order))
         return RowOutput(rankings)

@@ -45,9 +45,14 @@ def checkpoint_step(checkpoint: str | None) -> int:
     return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
 
 
+def loss_curve(trainer: Trainer) -> list[dict[str, float]]:
+    """The logged training loss per step, as `[{"step": ..., "loss": ...}]`."""
+    return [{"step": entry["step"], "loss": entry["loss"]} for entry in trainer.state.log_history if "loss" in entry]
+
+
 def final_loss(trainer: Trainer, fallback: float) -> float:
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return losses[-1] if losses else fallback
+    curve = loss_curve(trainer)
+    return curve[-1]["loss"] if curve else fallback
 
 
 def save_pretrained_atomic(model, tokenizer, out_dir: Path) -> Path:

@@ -46,14 +46,15 @@ def extend_vocabulary(
     The rows added only to pad the vocabulary to a multiple are drawn the same way, from their own seed:
     left to `resize_token_embeddings` they would come from the unseeded global RNG and, with tied
     embeddings, give every run different logits for them."""
-    pretrained_rows = min(len(tokenizer), model.get_input_embeddings().weight.shape[0])
     original_rows = model.get_input_embeddings().weight.shape[0]
+    pretrained_rows = min(len(tokenizer), original_rows)
     new_ids = add_sid_tokens(tokenizer, sid_map)
     if not new_ids:
         return 0
-    rows = padded_size(max(original_rows, len(tokenizer)), pad_to_multiple_of)
+    needed_rows = max(original_rows, len(tokenizer))
+    rows = padded_size(needed_rows, pad_to_multiple_of)
     model.resize_token_embeddings(rows, mean_resizing=False)
-    padding = list(range(max(original_rows, len(tokenizer)), rows))
+    padding = list(range(needed_rows, rows))
     matrices = [model.get_input_embeddings().weight]
     output = model.get_output_embeddings()
     if output is not None and output.weight is not matrices[0]:

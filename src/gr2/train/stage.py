@@ -7,7 +7,7 @@ from pathlib import Path
 from gr2.eval.validate import validate_policy
 from gr2.inputs import StageInputs
 from gr2.lm.models import load_model_and_tokenizer
-from gr2.lm.training import save_pretrained_atomic
+from gr2.lm.training import loss_curve, save_pretrained_atomic
 from gr2.storage.atomic import write_json_atomic
 from gr2.traces.config import PromptConfig
 from gr2.traces.sampling import read_traces
@@ -34,7 +34,7 @@ def run_sft(
     model, tokenizer = load_model_and_tokenizer(model_dir)
     traces = read_traces(traces_dir / SFT_FILE)
     trainer, metrics = train_sft(model, tokenizer, traces, config, seed, work_dir)
-    curve = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+    curve = loss_curve(trainer)
     return metrics | publish_policy(trainer, tokenizer, curve, inputs, config, prompt, seed, out_dir, constrained)
 
 
