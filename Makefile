@@ -33,3 +33,9 @@ bench: setup
 
 clean:
 	rm -rf runs .pytest_cache
+
+# The CPU image and the serving image, tagged as components/image.py and gr2.serve.deploy name them, built on
+# this machine from a Debian base it makes (no image registry needed); as root, it starts Docker if none runs.
+.PHONY: images
+images: setup
+	PYTHON=$(BIN)/python images/build-local.sh

@@ -1,5 +1,6 @@
-"""The images, read statically (no docker engine here): multi-stage, pinned, non-root, data and presets
-inside; and every package the components import is installed in the image each component runs in."""
+"""The images, read statically: multi-stage, pinned, non-root, data and presets inside, buildable offline
+but for the package indexes; and every package the components import is installed in the image each
+component runs in. tests/containers builds nothing but runs what `make images` built."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ FLAVOURS = ("cpu", "gpu", "serve")
 BUILD_TOOLS = {"build-essential", "gcc", "g++", "make", "cmake", "git", "clang", "ninja-build", "python3-dev"}
 # Triton (vLLM, torch.compile) compiles kernel launchers with the system C compiler at run time
 RUNTIME_COMPILER = {"gpu": {"gcc", "libc6-dev"}, "serve": {"gcc", "libc6-dev"}}
+# a pip command and its subcommand: pip's own options (--python) must come before it, as pip 22.3+ requires
+PIP_INSTALL = re.compile(r"\bpip((?: --?[\w-]+(?:[ =][^\s-]\S*)?)*) install\b")
 LOCK_LINE = re.compile(r"^([a-z0-9][a-z0-9._-]*)==([^\s]+) --hash=sha256:[0-9a-f]{64}$")
 # imported only on code paths a given image never takes, with the reason
 NOT_IN_IMAGE = {"cpu": {"vllm": "the vLLM backends run on GPU stages, in the gpu image"}}
@@ -110,11 +113,40 @@ def test_final_stage_installs_no_build_tools_and_packages_only_from_the_lock(fla
     packages = {p.split("=")[0] for p in installed if not p.startswith("-")}
     assert not (packages & BUILD_TOOLS) - RUNTIME_COMPILER.get(flavour, set())
     assert "gcc" not in installed, f"{flavour}: pin gcc's version"
-    assert "pip install" not in runs
-    build_installs = [r for r in args_of(stages[0], "RUN") if "pip install" in r]
+    assert not PIP_INSTALL.search(runs), f"{flavour}: the final stage installs with pip"
+    build_installs = [r for r in args_of(stages[0], "RUN") if PIP_INSTALL.search(r)]
     assert "--require-hashes" in build_installs[0] and "--no-deps" in build_installs[0]
     assert "/tmp/requirements.txt" in build_installs[0]
     assert f"images/requirements-{flavour}.txt /tmp/requirements.txt" in args_of(stages[0], "COPY")
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_pip_is_told_its_target_before_the_subcommand(flavour):
+    """`pip install --python ENV` is refused by current pip; `pip --python ENV install` is its form."""
+    runs = [args for stage in dockerfile_stages(flavour) for args in args_of(stage, "RUN") if " install" in args]
+    pip_runs = [args for args in runs if re.search(r"\bpip\b", args)]
+    assert pip_runs, f"{flavour}: no pip step found"
+    for args in pip_runs:
+        match = PIP_INSTALL.search(args)
+        assert match and "--python /opt/venv/bin/python" in match[1], f"{flavour}: {args!r}"
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_builds_offline_but_for_package_indexes_and_keep_no_ca(flavour):
+    """No `# syntax=` frontend to pull; the proxy's CA reaches the pip steps as the secret `pip-cert` only, never
+    a file or variable of a layer; local package folders come in as build arguments, which no image keeps."""
+    text = (IMAGES / f"Dockerfile.{flavour}").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE), f"{flavour}: a syntax line pulls a frontend image"
+    build, final = dockerfile_stages(flavour)[0], dockerfile_stages(flavour)[-1]
+    for args in args_of(build, "RUN"):
+        if PIP_INSTALL.search(args):
+            assert args.startswith("--mount=type=secret,id=pip-cert "), f"{flavour}: {args[:80]!r}"
+    for keyword in ("COPY", "ADD"):
+        for args in args_of(build, keyword) + args_of(final, keyword):
+            assert not re.search(r"\.(crt|pem)\b", args), f"{flavour}: {keyword} {args}"
+    environment = " ".join(args_of(build, "ENV") + args_of(final, "ENV"))
+    assert not re.search(r"PIP_CERT|SSL_CERT|REQUESTS_CA|PIP_FIND_LINKS|PIP_EXTRA_INDEX", environment)
+    assert {"PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL"} <= {a.split("=")[0] for a in args_of(build, "ARG")}
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
