@@ -3,6 +3,7 @@
 Each takes the run configuration as JSON, input artifact paths and output artifact paths (as plain
 strings, so no kfp import is needed here) and a `log_metric(name, value)` callback (KFP's
 `Metrics.log_metric`), and calls the stage's library function.
+The training steps run on the processes and nodes their config section asks for (`distributed_step`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gr2.config import config_from_json
+from gr2.distributed.launch import distributed_step
 
 LogMetric = Callable[[str, float], None]
 
@@ -63,6 +65,7 @@ def stage_inputs(config, dataset: str, examples: str, sid: str):
     return load_inputs(dataset, examples, sid, config.data.max_history)
 
 
+@distributed_step("midtrain", inputs=("dataset", "examples", "sid", "base_model"), outputs=("model_out",))
 def midtrain_step(
     config_json: str, dataset: str, examples: str, sid: str, base_model: str, model_out: str, log_metric: LogMetric
 ) -> None:
@@ -108,6 +111,7 @@ def filter_step(config_json: str, traces: str, base_model: str, filtered_out: st
     log_all(metrics, log_metric)
 
 
+@distributed_step("sft", inputs=("dataset", "examples", "sid", "model", "traces"), outputs=("model_out",))
 def sft_step(
     config_json: str,
     dataset: str,
@@ -136,6 +140,7 @@ def sft_step(
     log_all(metrics, log_metric)
 
 
+@distributed_step("dapo", inputs=("dataset", "examples", "sid", "model"), outputs=("model_out",))
 def dapo_step(
     config_json: str,
     reward_kind: str,

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gr2.distributed import nodes_field, processes_field
+
 
 class BaseModelConfig(BaseModel):
     """Which LLM to start from and how its vocabulary is extended with semantic-ID tokens."""
@@ -144,6 +146,8 @@ class MidtrainConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         default=False, description="Recompute activations in the backward pass to save memory."
     )
+    processes: int | None = processes_field()
+    nodes: int = nodes_field()
     eval_sample_size: int = Field(
         default=200, ge=1, description="Test examples (seeded sample) for generative-retrieval metrics."
     )

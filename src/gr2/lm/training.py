@@ -33,6 +33,9 @@ def shared_training_arguments(config, checkpoint_dir: Path, seed: int) -> dict[s
         "gradient_checkpointing": config.gradient_checkpointing,
         "remove_unused_columns": False,
         "dataloader_pin_memory": torch.cuda.is_available(),
+        # without a GPU, accelerate sets up a torchrun world (DDP over gloo) only when told to use the CPU;
+        # DeepSpeed sets up its own
+        "use_cpu": not torch.cuda.is_available() and config.deepspeed is None,
         "report_to": [],
     }
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gr2.distributed import nodes_field, processes_field
+
 
 class RewardConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -47,6 +49,8 @@ class SftConfig(BaseModel):
     deepspeed: str | dict | None = Field(None, description="DeepSpeed config (path or dict) on GPUs; None on CPU.")
     bf16: bool = Field(False, description="bfloat16 mixed precision (GPU presets).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    processes: int | None = processes_field()
+    nodes: int = nodes_field()
     eval_examples: int = Field(64, ge=1, description="Validation examples (seeded sample) scored after training.")
     eval_max_new_tokens: int = Field(384, ge=32, description="Generation budget per validation answer.")
     eval_batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
@@ -96,6 +100,8 @@ class DapoConfig(BaseModel):
     save_steps: int = Field(10, ge=1, description="Checkpoint every this many steps (for resuming).")
     bf16: bool = Field(False, description="bfloat16 mixed precision (GPU presets).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    processes: int | None = processes_field()
+    nodes: int = nodes_field()
     deepspeed: str | dict | None = Field(None, description="DeepSpeed config (path or dict) on GPUs; None on CPU.")
     max_train_prompts: int | None = Field(None, ge=1, description="Use at most this many train examples.")
     eval_examples: int = Field(64, ge=1, description="Validation examples scored after training.")

@@ -23,20 +23,30 @@ PROMPT, REASONING, RANKING = 0, 1, 2
 RANKING_KEY = '"recommendations"'
 
 
-def decoupled_nll(
-    logits: torch.Tensor, labels: torch.Tensor, spans: torch.Tensor, lambda_reasoning: float, lambda_ranking: float
-) -> torch.Tensor:
-    """The decoupled loss of a batch: logits (B, T, V), labels and spans (B, T), unshifted."""
+def span_nll_sums(logits: torch.Tensor, labels: torch.Tensor, spans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed token NLL and token count of the reasoning and of the ranking span (two 2-vectors) of a batch:
+    logits (B, T, V), labels and spans (B, T), unshifted."""
     token_nll = functional.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="none"
     )
     target_spans = spans[:, 1:].flatten()
-    loss = logits.new_zeros((), dtype=torch.float32)
-    for span, weight in ((REASONING, lambda_reasoning), (RANKING, lambda_ranking)):
-        mask = target_spans == span
-        if mask.any() and weight:
-            loss = loss + weight * token_nll[mask].mean()
-    return loss
+    masks = torch.stack([target_spans == REASONING, target_spans == RANKING]).float()
+    return masks @ token_nll, masks.sum(dim=1)
+
+
+def weighted_span_means(
+    sums: torch.Tensor, counts: torch.Tensor, lambda_reasoning: float, lambda_ranking: float
+) -> torch.Tensor:
+    """lambda_r * reasoning mean + lambda_o * ranking mean; a span without tokens adds nothing."""
+    weights = sums.new_tensor([lambda_reasoning, lambda_ranking])
+    return (weights * sums / counts.clamp(min=1)).sum()
+
+
+def decoupled_nll(
+    logits: torch.Tensor, labels: torch.Tensor, spans: torch.Tensor, lambda_reasoning: float, lambda_ranking: float
+) -> torch.Tensor:
+    """The decoupled loss of a batch: logits (B, T, V), labels and spans (B, T), unshifted."""
+    return weighted_span_means(*span_nll_sums(logits, labels, spans), lambda_reasoning, lambda_ranking)
 
 
 @dataclass(frozen=True)
@@ -86,15 +96,24 @@ class TraceCollator:
 
 
 class DecoupledLossTrainer(Trainer):
+    """The decoupled loss with each span's mean taken over the micro-batch of the whole world (every process's
+    share), so N processes of B traces train as one process of N x B. It is one mean per micro-batch, so the
+    Trainer averages over gradient accumulation (`model_accepts_loss_kwargs` off: it would otherwise sum)."""
+
     def __init__(self, *args, lambda_reasoning: float, lambda_ranking: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.lambda_reasoning = lambda_reasoning
         self.lambda_ranking = lambda_ranking
+        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels, spans = inputs.pop("labels"), inputs.pop("spans")
         outputs = model(**inputs)
-        loss = decoupled_nll(outputs.logits, labels, spans, self.lambda_reasoning, self.lambda_ranking)
+        sums, counts = span_nll_sums(outputs.logits, labels, spans)
+        world = self.accelerator.num_processes
+        if world > 1:  # DDP averages the processes' gradients: scale back to the world's sum over its counts
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        loss = world * weighted_span_means(sums, counts, self.lambda_reasoning, self.lambda_ranking)
         return (loss, outputs) if return_outputs else loss
 
 

@@ -71,7 +71,10 @@ def publish_policy(
     out_dir: Path,
     constrained: bool,
 ) -> dict[str, float]:
-    """Save the trained policy with its training curve, then score it on validation examples."""
+    """Save the trained policy with its training curve, then score it on validation examples. In a launched
+    world rank 0 alone publishes; the other ranks return no metrics."""
+    if not trainer.is_world_process_zero():
+        return {}
     save_pretrained_atomic(trainer.model, tokenizer, out_dir)
     write_json_atomic(out_dir / CURVE_FILE, curve)
     return validate_policy(

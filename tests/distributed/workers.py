@@ -1,0 +1,60 @@
+"""Step-like functions that torchrun workers of the launch tests call (`module:name`, keyword arguments and a
+`log_metric` callback, as `gr2.distributed.launch` calls the pipeline's steps)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gr2.lm.config import MidtrainConfig
+from gr2.lm.midtrain import run_midtraining
+from gr2.lm.models import load_model_and_tokenizer
+from gr2.lm.training import loss_curve, save_pretrained_atomic
+from gr2.traces.sampling import read_traces
+from gr2.train.config import SftConfig
+from gr2.train.sft import train_sft
+from tests.conftest import OFFICE_USERS
+from tests.office import office_catalog, office_sequences, random_sid_map
+
+
+def log_all(metrics: dict[str, float], log_metric) -> None:
+    for name, value in metrics.items():
+        log_metric(name, float(value))
+
+
+def midtrain_office(model_dir: str, config_json: str, out_dir: str, checkpoint_dir: str, log_metric) -> None:
+    """Mid-train on the Office slice of the lm tests (train: sequences less their last two items)."""
+    sequences = office_sequences(OFFICE_USERS)
+    catalog = office_catalog(sequences)
+    train = [sequence[:-2] for sequence in sequences]
+    test = [(sequence[:-1], sequence[-1]) for sequence in sequences]
+    config = MidtrainConfig.model_validate_json(config_json)
+    metrics = run_midtraining(
+        Path(model_dir),
+        catalog,
+        random_sid_map(sorted(catalog)),
+        train,
+        test,
+        config,
+        Path(out_dir),
+        Path(checkpoint_dir),
+    )
+    log_all(metrics, log_metric)
+
+
+def sft_traces(
+    model_dir: str, traces_file: str, config_json: str, out_dir: str, checkpoint_dir: str, log_metric
+) -> None:
+    """SFT on accepted traces; rank 0 saves the policy (as the sft stage publishes it) and logs the loss per step."""
+    model, tokenizer = load_model_and_tokenizer(Path(model_dir))
+    config = SftConfig.model_validate_json(config_json)
+    trainer, metrics = train_sft(model, tokenizer, read_traces(Path(traces_file)), config, 0, Path(checkpoint_dir))
+    if trainer.is_world_process_zero():
+        save_pretrained_atomic(trainer.model, tokenizer, Path(out_dir))
+        log_all(metrics | {f"loss_step_{row['step']}": row["loss"] for row in loss_curve(trainer)}, log_metric)
+
+
+def fail_on_rank(rank: int, log_metric) -> None:
+    if int(os.environ["RANK"]) == rank:
+        raise ValueError(f"rank {rank} refuses")
+    log_metric("finished", 1.0)
