@@ -17,6 +17,9 @@ from gr2.serve.backends import DeadlineExceeded
 from gr2.serve.metrics import REQUEST_LATENCY
 
 ROUTE_PREFIX = "/openai/v1"
+# Sampling below this temperature is greedy in all but name, and the sampler divides float32 logits by it:
+# 1e-299 is 0 in float32 and made the route answer 503. vLLM, the remote backend, draws the same line (1e-5).
+GREEDY_BELOW_TEMPERATURE = 1e-5
 
 
 class ChatMessage(BaseModel):
@@ -34,10 +37,16 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    temperature: float = Field(
+        default=1.0, ge=0.0, le=2.0, description=f"0 is greedy, and so is anything below {GREEDY_BELOW_TEMPERATURE}."
+    )
     seed: int | None = None
     n: Literal[1] = 1
     stream: Literal[False] = False
+
+
+def sampling_temperature(requested: float) -> float:
+    return 0.0 if requested < GREEDY_BELOW_TEMPERATURE else requested
 
 
 def openai_error(status: int, message: str, kind: str) -> JSONResponse:
@@ -82,7 +91,9 @@ def openai_router(model) -> APIRouter:
         messages = [message.model_dump() for message in request.messages]
         with REQUEST_LATENCY.labels("chat").time():
             try:
-                answer = await model.reranker.chat(messages, max_tokens, request.temperature, request.seed)
+                answer = await model.reranker.chat(
+                    messages, max_tokens, sampling_temperature(request.temperature), request.seed
+                )
             except DeadlineExceeded as error:
                 return openai_error(504, f"generation timed out: {error}", "timeout_error")
             except Exception as error:  # the generator's failure, reported as such rather than as a bare 500
