@@ -20,6 +20,7 @@ from gr2.prerank.candidates import read_examples
 from gr2.serve.bundle import write_bundle
 from gr2.storage.atomic import write_json_atomic, write_text_atomic
 from pipelines.gr2_pipeline import PIPELINE_NAME, build_pipeline
+from pipelines.progress import watch_run
 
 
 def latest_run_dir(pipeline_root: Path) -> Path:
@@ -97,15 +98,29 @@ def write_local_bundle(run_dir: Path, task_stages: dict[str, str], out_dir: Path
     )
 
 
-def run_locally(config: RunConfig, out_dir: Path, until: str | None = None) -> tuple[Path, dict[str, float]]:
-    """Run the pipeline for `config`; returns the kfp run folder and the collected metrics."""
+def run_watched(pipeline, task_stages: dict[str, str], log_path: Path, verbose: bool) -> None:
+    """Run `pipeline` with its output watched (pipelines.progress); a failed task raises StageFailed."""
+    with log_path.open("w") as log, watch_run(task_stages, log, verbose) as watcher:
+        try:
+            pipeline()
+        except RuntimeError:  # kfp.local's "Pipeline finished with status FAILURE"
+            if watcher.failure is None:
+                raise
+            raise watcher.failure from None
+
+
+def run_locally(
+    config: RunConfig, out_dir: Path, until: str | None = None, verbose: bool = False
+) -> tuple[Path, dict[str, float]]:
+    """Run the pipeline for `config`; returns the kfp run folder and the collected metrics. The whole kfp
+    output goes to OUT/run.log; the terminal gets stage progress, or everything with `verbose`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pipeline_root = out_dir / "kfp"
     write_text_atomic(out_dir / "config.json", config.model_dump_json(indent=2))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     started = time.monotonic()
     task_stages: dict[str, str] = {}
-    build_pipeline(config, until, task_stages, placed=False)()
+    run_watched(build_pipeline(config, until, task_stages, placed=False), task_stages, out_dir / "run.log", verbose)
     run_dir = latest_run_dir(pipeline_root)
     metrics = collect_metrics(run_dir, task_stages)
     metrics["run.wall_seconds"] = time.monotonic() - started

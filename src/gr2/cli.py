@@ -36,20 +36,56 @@ def print_metrics(metrics: dict[str, float], title: str) -> None:
     console.print(table)
 
 
+def check_data_argument(args: argparse.Namespace, config) -> None:
+    """`--data DIR` is read and validated as the data stage reads it, before the pipeline starts."""
+    from gr2.data.stage import load_dataset
+    from pipelines.progress import StageFailed
+
+    if args.data:
+        try:
+            load_dataset(config.data.dataset, config.data)
+        except DatasetError as error:
+            raise StageFailed("data", str(error)) from None
+
+
 def command_run(args: argparse.Namespace) -> int:
     from pipelines.local import run_locally
+    from pipelines.progress import StageFailed
 
     out_dir = Path(args.out or f"runs/{Path(args.preset).stem}").resolve()
     config = preset_with_data(args, out_dir / "workspace")
     console.print(f"[bold]gr2 run[/bold] preset={config.name} dataset={config.data.dataset} out={out_dir}")
-    run_dir, metrics = run_locally(config, out_dir, args.until)
-    print_metrics(metrics, f"{config.name}: metrics")
-    console.print(f"metrics: {out_dir / 'metrics.json'}\nconfig:  {out_dir / 'config.json'}\nartifacts: {run_dir}")
-    if (out_dir / "report.html").exists():
-        console.print(f"report:  {out_dir / 'report.html'}")
+    try:
+        check_data_argument(args, config)
+        run_dir, metrics = run_locally(config, out_dir, args.until, verbose=args.verbose)
+    except StageFailed as failure:
+        console.print(str(failure), style="bold red", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    print_run_summary(run_dir, metrics, out_dir)
+    return 0
+
+
+def print_run_summary(run_dir: Path, metrics: dict[str, float], out_dir: Path) -> None:
+    """The results table and the gate's verdict (or, for a run stopped before evaluate, the stages' metrics),
+    then where everything is."""
+    from gr2.eval.report import read_results
+    from gr2.eval.summary import gate_verdict, results_path, results_table
+
+    results = results_path(run_dir)
+    if results:
+        evaluation = read_results(results)
+        console.print(results_table(evaluation))
+        console.print(gate_verdict(evaluation), markup=False, highlight=False, soft_wrap=True)
+    else:
+        print_metrics(metrics, f"{out_dir.name}: stage metrics")
+    console.print(f"metrics:   {out_dir / 'metrics.json'} (every stage's numbers)", soft_wrap=True)
+    published = {"config": out_dir / "config.json", "results": results, "report": out_dir / "report.html"}
+    for name, path in (published | {"log": out_dir / "run.log"}).items():
+        if path and path.exists():
+            console.print(f"{name + ':':<10} {path}", soft_wrap=True)
+    console.print(f"artifacts: {run_dir}", soft_wrap=True)
     if (out_dir / "bundle").exists():
         print_serving_hint(out_dir)
-    return 0
 
 
 def print_serving_hint(out_dir: Path) -> None:
@@ -167,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default runs/PRESET)")
     run.add_argument("--until", help="last stage to run (default: all)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    run.add_argument("--verbose", action="store_true", help="print kfp's whole output (it is always in OUT/run.log)")
     run.set_defaults(handler=command_run)
 
     compile_ = commands.add_parser("compile", help="compile the pipeline to KFP YAML")

@@ -8,6 +8,7 @@ from gr2.data.artifact import write_interactions
 from gr2.data.config import DataConfig
 from gr2.data.loading import load_interactions
 from gr2.data.registry import resolve_dataset
+from gr2.data.schema import Interactions
 from gr2.data.split import LeaveOneOutSplit, sample_users
 from gr2.utils.text import slug
 
@@ -27,11 +28,16 @@ def dataset_metrics(users: dict[str, list[str]], items: int, dropped: dict[str, 
     return metrics
 
 
+def load_dataset(dataset: str, config: DataConfig) -> Interactions:
+    """`dataset` (a bundled name or a folder) read and validated as this stage reads it. `gr2 run --data`
+    calls it before the pipeline starts, so that a bad folder fails in seconds; raises DatasetError."""
+    return load_interactions(resolve_dataset(dataset), min_sequence_length=config.min_sequence_length)
+
+
 def prepare_dataset(dataset: str, config: DataConfig, seed: int, out_dir: Path) -> dict[str, float]:
     """Validate `dataset` (a bundled name or a folder), keep a seeded sample of users, write it to
     `out_dir` in the normalised format. Returns the stage's metrics."""
-    folder = resolve_dataset(dataset)
-    data = load_interactions(folder, min_sequence_length=config.min_sequence_length)
+    data = load_dataset(dataset, config)
     data.sequences = sample_users(data.sequences, config.max_users, seed)
     used = {item for seq in data.sequences.values() for item in seq}
     data.items = {item_id: item for item_id, item in data.items.items() if item_id in used}
