@@ -39,3 +39,10 @@ clean:
 .PHONY: images
 images: setup
 	PYTHON=$(BIN)/python images/build-local.sh
+
+# Times every training and serving step on this machine's GPU (tiny shapes, marked as such, without one);
+# runs where only torch, transformers, pydantic and pyyaml are installed (no setup): docs/cluster.md
+.PHONY: gpu-check
+gpu-check:
+	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=DIR"; exit 2; }
+	PYTHONPATH=src $(if $(wildcard $(BIN)/python),$(BIN)/python,python3) -m gr2.gpu_check --out $(OUT)
