@@ -58,3 +58,11 @@ def fail_on_rank(rank: int, log_metric) -> None:
     if int(os.environ["RANK"]) == rank:
         raise ValueError(f"rank {rank} refuses")
     log_metric("finished", 1.0)
+
+
+def copy_upper(source: str, target: str, log_metric) -> None:
+    """Writes the upper-cased text of the input file to the output path."""
+    text = Path(source).read_text()
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Path(target).write_text(text.upper())
+    log_metric("characters", float(len(text)))

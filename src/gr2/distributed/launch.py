@@ -85,10 +85,13 @@ def in_launched_world() -> bool:
     return WORKER_ENV in os.environ
 
 
-def processes_per_node(configured: int | None) -> int:
-    """The configured count, or one process per GPU of this machine (1 without GPUs)."""
+def processes_per_node(configured: int | None, placement=None) -> int:
+    """The configured count, else one process per GPU of a TrainJob node (`placement`) or of this machine;
+    1 without GPUs."""
     if configured is not None:
         return configured
+    if placement is not None:
+        return placement.gpus_per_node or 1
     import torch
 
     return torch.cuda.device_count() or 1
@@ -219,7 +222,7 @@ def distributed_step(section: str, inputs: tuple[str, ...] = (), outputs: tuple[
             log_metric = arguments.pop("log_metric")
             config = config_from_json(arguments["config_json"])
             stage = getattr(config, section)
-            world = World(processes_per_node(stage.processes), stage.nodes)
+            world = World(processes_per_node(stage.processes, trainjob if stage.nodes > 1 else None), stage.nodes)
             if world.size == 1 or in_launched_world():
                 return step(*args, **kwargs)
             call = StageCall(f"{step.__module__}:{step.__name__}", arguments)
