@@ -1,4 +1,4 @@
-"""Run the pipeline on this machine through kfp.local's SubprocessRunner, and gather its outputs.
+"""Run the pipeline on this machine through kfp.local (pipelines.runners), and gather its outputs.
 
 kfp.local writes each task's outputs under `OUT/kfp/<run>/<task>/`; this module collects every
 task's metrics into one flat `OUT/metrics.json` named `stage.metric`.
@@ -21,6 +21,7 @@ from gr2.serve.bundle import write_bundle
 from gr2.storage.atomic import write_json_atomic, write_text_atomic
 from pipelines.gr2_pipeline import PIPELINE_NAME, build_pipeline
 from pipelines.progress import watch_run
+from pipelines.runners import local_runner
 
 
 def latest_run_dir(pipeline_root: Path) -> Path:
@@ -110,17 +111,20 @@ def run_watched(pipeline, task_stages: dict[str, str], log_path: Path, verbose: 
 
 
 def run_locally(
-    config: RunConfig, out_dir: Path, until: str | None = None, verbose: bool = False
+    config: RunConfig, out_dir: Path, until: str | None = None, verbose: bool = False, runner: str = "subprocess"
 ) -> tuple[Path, dict[str, float]]:
-    """Run the pipeline for `config`; returns the kfp run folder and the collected metrics. The whole kfp
-    output goes to OUT/run.log; the terminal gets stage progress, or everything with `verbose`."""
+    """Run the pipeline for `config` with kfp.local's `runner` (pipelines.runners); returns the kfp run folder
+    and the collected metrics. The whole kfp output goes to OUT/run.log; the terminal gets stage progress, or
+    everything with `verbose`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pipeline_root = out_dir / "kfp"
     write_text_atomic(out_dir / "config.json", config.model_dump_json(indent=2))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
-    started = time.monotonic()
     task_stages: dict[str, str] = {}
-    run_watched(build_pipeline(config, until, task_stages, placed=False), task_stages, out_dir / "run.log", verbose)
+    pipeline = build_pipeline(config, until, task_stages, placed=False)
+    chosen = local_runner(runner, pipeline, pipeline_root, Path(config.workspace).expanduser())
+    local.init(runner=chosen, pipeline_root=str(pipeline_root), raise_on_error=True)
+    started = time.monotonic()
+    run_watched(pipeline, task_stages, out_dir / "run.log", verbose)
     run_dir = latest_run_dir(pipeline_root)
     metrics = collect_metrics(run_dir, task_stages)
     metrics["run.wall_seconds"] = time.monotonic() - started

@@ -57,7 +57,7 @@ def command_run(args: argparse.Namespace) -> int:
     console.print(f"[bold]gr2 run[/bold] preset={config.name} dataset={config.data.dataset} out={out_dir}")
     try:
         check_data_argument(args, config)
-        run_dir, metrics = run_locally(config, out_dir, args.until, verbose=args.verbose)
+        run_dir, metrics = run_locally(config, out_dir, args.until, verbose=args.verbose, runner=args.runner)
     except StageFailed as failure:
         console.print(str(failure), style="bold red", markup=False, highlight=False, soft_wrap=True)
         return 1
@@ -204,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", help="last stage to run (default: all)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     run.add_argument("--verbose", action="store_true", help="print kfp's whole output (it is always in OUT/run.log)")
+    run.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="run each task in this Python environment, or in its component's image (`make images`)",
+    )
     run.set_defaults(handler=command_run)
 
     compile_ = commands.add_parser("compile", help="compile the pipeline to KFP YAML")

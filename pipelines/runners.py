@@ -1,0 +1,85 @@
+"""The kfp.local runners `gr2 run --runner` names.
+
+- `subprocess` (the default): every task runs in this Python environment.
+- `docker`: every task runs in the image its component names (components/image.py), as on a cluster, through
+  kfp.local's DockerRunner. The images must be on this machine (`make images`): kfp.local would try to pull a
+  missing one. Containers use the host's network and run as the image's own non-root user; the pipeline root
+  and the workspace are mounted at their own paths (so the configuration's paths hold inside) and made
+  writable for that user: what the tasks write there belongs to the image's uid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from google.protobuf import json_format
+from kfp import local
+
+RUNNERS = ("subprocess", "docker")
+
+
+class RunnerUnavailable(ValueError):
+    """The runner cannot start on this machine (no Docker engine, an image missing)."""
+
+
+def pipeline_images(pipeline) -> set[str]:
+    """The images a compiled pipeline's tasks run in."""
+    executors = json_format.MessageToDict(pipeline.pipeline_spec)["deploymentSpec"]["executors"]
+    return {executor["container"]["image"] for executor in executors.values()}
+
+
+def local_runner(name: str, pipeline, pipeline_root: Path, workspace: Path):
+    """kfp.local's runner `name` for `pipeline`, whose tasks write under `pipeline_root` and `workspace`."""
+    if name == "subprocess":
+        return local.SubprocessRunner(use_venv=False)
+    if name == "docker":
+        return docker_runner(pipeline_images(pipeline), pipeline_root, workspace)
+    raise ValueError(f"runner {name!r}: choose one of {', '.join(RUNNERS)}")
+
+
+def docker_client():
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise RunnerUnavailable(
+            f"--runner docker: no Docker engine answers ({error}); images/engine.sh starts one"
+        ) from None
+    return client
+
+
+def missing_images(client, images: set[str]) -> list[str]:
+    import docker
+
+    missing = []
+    for image in sorted(images):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            missing.append(image)
+    return missing
+
+
+def shared_folder(path: Path) -> Path:
+    """A folder of this machine the containers write into as the image's user, whatever its uid."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    return path
+
+
+def docker_runner(images: set[str], pipeline_root: Path, workspace: Path):
+    from docker.types import Mount
+
+    client = docker_client()
+    missing = missing_images(client, images)
+    client.close()
+    if missing:
+        raise RunnerUnavailable(
+            f"--runner docker: image(s) not on this machine: {', '.join(missing)}. `make images` builds gr2-cpu and "
+            "gr2-serve; GPU stages run in GR2_GPU_IMAGE, which may name the CPU image on a machine without gr2-gpu"
+        )
+    shared_folder(pipeline_root)  # kfp.local mounts it at its own path
+    workspace = str(shared_folder(workspace))
+    return local.DockerRunner(network_mode="host", mounts=[Mount(target=workspace, source=workspace, type="bind")])
