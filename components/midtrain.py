@@ -13,10 +13,29 @@ def midtrain(
     base_model: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
+    node_image: str,
+    node_accelerator: str,
+    node_gpus: int,
+    node_selector: dict,
+    node_tolerations: list,
+    workspace_pvc: str,
 ):
     """Mid-train on SID tasks; evaluate generative retrieval and captioning."""
     from gr2.steps import midtrain_step
+    from pipelines.placement import trainjob_placement
+
+    # used only with several nodes: where the TrainJob's nodes run (this task then only launches and waits)
+    trainjob = trainjob_placement(
+        node_image, node_accelerator, node_gpus, node_selector, node_tolerations, workspace_pvc
+    )
 
     midtrain_step(
-        config_json, dataset.path, examples.path, semantic_ids.path, base_model.path, model.path, metrics.log_metric
+        config_json,
+        dataset.path,
+        examples.path,
+        semantic_ids.path,
+        base_model.path,
+        model.path,
+        metrics.log_metric,
+        trainjob=trainjob,
     )

@@ -39,6 +39,7 @@ KIND = {
 }
 STAGES = ("data", "prerank", "sid", "base_model", "midtrain", "traces", "filter", "sft", "dapo", "evaluate", "deploy")
 PIPELINE_NAME = "gr2"
+TRAINING_SECTION = {"midtrain": "midtrain", "sft": "sft", "dapo": "dapo", "dapo_naive": "dapo"}
 
 
 class UnknownStageError(ValueError):
@@ -51,6 +52,12 @@ def stages_until(until: str | None) -> tuple[str, ...]:
     if until not in STAGES:
         raise UnknownStageError(f"--until {until!r}: not a stage of this pipeline; stages: {', '.join(STAGES)}")
     return STAGES[: STAGES.index(until) + 1]
+
+
+def stage_kind(config: RunConfig, stage: str) -> str:
+    """A training stage on several nodes runs as a Kubeflow Trainer TrainJob; its own task only launches it."""
+    section = TRAINING_SECTION.get(stage)
+    return "trainjob" if section and getattr(config, section).nodes > 1 else KIND[stage]
 
 
 def shared_inputs(config_json, run: dict) -> dict:
@@ -103,11 +110,20 @@ def build_pipeline(
         deploy_to_cluster: bool = placed,
     ):
         cluster = ClusterParams.pick(locals()) if placed else None
+        # where the nodes of a training stage's TrainJob run, when it asks for several (pipelines/placement.py)
+        training = {
+            "node_image": GPU_IMAGE,
+            "node_accelerator": accelerator_type,
+            "node_gpus": train_gpus,
+            "node_selector": gpu_node_selector,
+            "node_tolerations": gpu_tolerations,
+            "workspace_pvc": workspace_pvc,
+        }
 
         def named(task, stage: str):
             names[task.name] = stage
             teacher_env = config.teacher.api_key_env if stage == "traces" else None
-            place_task(task, KIND[stage], cluster, teacher_env)
+            place_task(task, stage_kind(config, stage), cluster, teacher_env)
             return task.set_display_name(stage)
 
         run = {"data": named(data(config_json=config_json, dataset_name=dataset_name), "data")}
@@ -121,7 +137,7 @@ def build_pipeline(
             run["base_model"] = named(base_model(config_json=config_json, semantic_ids=semantic_ids), "base_model")
         base = run.get("base_model") and run["base_model"].outputs["model"]
         if "midtrain" in stages:
-            run["midtrain"] = named(midtrain(base_model=base, **inputs), "midtrain")
+            run["midtrain"] = named(midtrain(base_model=base, **inputs, **training), "midtrain")
         if "traces" in stages:
             run["traces"] = named(traces(**inputs), "traces")
         if "filter" in stages:
@@ -129,12 +145,14 @@ def build_pipeline(
             run["filter"] = named(filter_traces(config_json=config_json, traces=traced, base_model=base), "filter")
         if "sft" in stages:
             kept = run["filter"].outputs["sft_traces"]
-            run["sft"] = named(sft(model_in=run["midtrain"].outputs["model"], sft_traces=kept, **inputs), "sft")
+            trained = run["midtrain"].outputs["model"]
+            run["sft"] = named(sft(model_in=trained, sft_traces=kept, **inputs, **training), "sft")
         if "dapo" in stages:
             policy = run["sft"].outputs["model"]
-            run["dapo"] = named(dapo(reward_kind="conditional", model_in=policy, **inputs), "dapo")
+            run["dapo"] = named(dapo(reward_kind="conditional", model_in=policy, **inputs, **training), "dapo")
             if config.dapo.run_naive_ablation:
-                run["dapo_naive"] = named(dapo(reward_kind="naive", model_in=policy, **inputs), "dapo_naive")
+                naive = dapo(reward_kind="naive", model_in=policy, **inputs, **training)
+                run["dapo_naive"] = named(naive, "dapo_naive")
         if "evaluate" in stages:
             judged = named(evaluate(image=GPU_IMAGE, **inputs, **evaluation_inputs(run)), "evaluate")
         if "deploy" in stages:

@@ -17,6 +17,7 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from gr2.config import RunConfig
+from gr2.distributed.placement import TrainJobPlacement
 
 KIND_LABEL = "gr2.kubeflow.org/kind"
 SHM_VOLUME = "dshm"
@@ -58,6 +59,9 @@ KINDS = {
             shm="64Gi",
             rerun_on_retrain=True,
         ),
+        # a training stage on several nodes: its task only stages the artifacts, creates the Kubeflow Trainer
+        # TrainJob (whose nodes are placed as gpu-train tasks: `trainjob_placement`) and waits for it
+        TaskKind("trainjob", cpu="2", memory="8Gi", timeout_s=72 * HOUR, rerun_on_retrain=True),
     )
 }
 
@@ -94,6 +98,23 @@ def cluster_config(config: RunConfig) -> RunConfig:
     """The configuration as compiled for a cluster: the workspace (checkpoints, resumable outputs) on the PVC
     that every task mounts. The workspace is not part of the configuration hash."""
     return config.model_copy(update={"workspace": WORKSPACE_MOUNT})
+
+
+def trainjob_placement(
+    image: str, accelerator_type: str, gpus: int, node_selector: dict, tolerations: list, workspace_pvc: str
+) -> TrainJobPlacement:
+    """Each node of a multi-node training stage's TrainJob gets what one `gpu-train` task gets."""
+    spec = KINDS["gpu-train"]
+    return TrainJobPlacement(
+        image=image,
+        resources_per_node={"cpu": spec.cpu, "memory": spec.memory, accelerator_type: gpus},
+        node_selector=node_selector,
+        tolerations=tolerations,
+        workspace_pvc=workspace_pvc,
+        workspace_mount=WORKSPACE_MOUNT,
+        shm_size=spec.shm,
+        labels={KIND_LABEL: spec.name},
+    )
 
 
 def task_kind(kind: str) -> TaskKind:

@@ -118,14 +118,14 @@ def test_placement_problems_names_each_task_and_what_it_lacks(compiled):
 
 
 def test_unknown_kind_and_missing_parameters_are_named():
-    with pytest.raises(ValueError, match="task kind 'tpu': unknown; kinds: cpu, ingest, gpu, gpu-train"):
+    with pytest.raises(ValueError, match="task kind 'tpu': unknown; kinds: cpu, ingest, gpu, gpu-train, trainjob"):
         task_kind("tpu")
     with pytest.raises(TypeError, match="missing for placement: teacher_secret"):
         ClusterParams.pick({name: None for name in ClusterParams.__dataclass_fields__ if name != "teacher_secret"})
 
 
 def test_only_training_and_ingest_rerun_on_retrain():
-    assert {name for name, kind in KINDS.items() if kind.rerun_on_retrain} == {"ingest", "gpu-train"}
+    assert {name for name, kind in KINDS.items() if kind.rerun_on_retrain} == {"ingest", "gpu-train", "trainjob"}
 
 
 @pytest.mark.slow

@@ -10,7 +10,8 @@ from kubeflow.trainer.backends.kubernetes.backend import KubernetesBackend
 from kubernetes.client import Configuration
 
 from gr2.distributed.launch import World, worker_command
-from gr2.distributed.trainjob import TrainJobPlacement, failure_reason, submit_trainjob
+from gr2.distributed.placement import TrainJobPlacement
+from gr2.distributed.trainjob import failure_reason, submit_trainjob
 
 PLACEMENT = TrainJobPlacement(
     image="registry.example/gr2-gpu:0.1.0",

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gr2.distributed.placement import TrainJobPlacement
 from gr2.storage.atomic import write_json_atomic
 
 WORKER_ENV = "LOCAL_RANK"  # torchrun sets it in every worker it starts, here and in a TrainJob's nodes
@@ -85,7 +86,7 @@ def in_launched_world() -> bool:
     return WORKER_ENV in os.environ
 
 
-def processes_per_node(configured: int | None, placement=None) -> int:
+def processes_per_node(configured: int | None, placement: TrainJobPlacement | None = None) -> int:
     """The configured count, else one process per GPU of a TrainJob node (`placement`) or of this machine;
     1 without GPUs."""
     if configured is not None:
@@ -181,13 +182,13 @@ def copy_path(source: Path, target: Path) -> Path:
 def launch_on_trainjob(
     call: StageCall,
     world: World,
-    placement,
+    placement: TrainJobPlacement,
     workspace: Path,
     inputs: tuple[str, ...],
     outputs: tuple[str, ...],
 ) -> dict[str, float]:
-    """Run `call` as a TrainJob of `world.nodes` nodes placed as `placement` (a `trainjob.TrainJobPlacement`),
-    wait, copy its outputs to the call's output paths; rank 0's metrics."""
+    """Run `call` as a TrainJob of `world.nodes` nodes placed as `placement`, wait, copy its outputs to the
+    call's output paths; rank 0's metrics."""
     from gr2.distributed.trainjob import run_trainjob
 
     stage = call.function.rpartition(":")[2].removesuffix("_step")
@@ -208,14 +209,14 @@ def launch_on_trainjob(
 def distributed_step(section: str, inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()):
     """Decorate a step `f(config_json, ..., log_metric)` so that it runs on the `processes` and `nodes` of the
     config section `section`. `inputs` and `outputs` name its artifact-path arguments (copied to and from the
-    workspace for a TrainJob). Several nodes need `trainjob=` (a `trainjob.TrainJobPlacement`): where the
-    TrainJob's nodes run, as the KFP task would have."""
+    workspace for a TrainJob). Several nodes need `trainjob=`: where the TrainJob's nodes run, as the KFP task
+    would have."""
 
     def decorate(step: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(step)
 
         @functools.wraps(step)
-        def run(*args, trainjob=None, **kwargs) -> None:
+        def run(*args, trainjob: TrainJobPlacement | None = None, **kwargs) -> None:
             from gr2.config import config_from_json
 
             arguments = dict(signature.bind(*args, **kwargs).arguments)

@@ -10,8 +10,6 @@ and returns the TrainJob's failure reason (None when it completed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from kubeflow.common.types import KubernetesBackendConfig
 from kubeflow.trainer import CustomTrainerContainer, Runtime, RuntimeKind, RuntimeTrainer, TrainerClient, TrainerType
 from kubeflow.trainer.constants import constants
@@ -30,33 +28,14 @@ from kubeflow.trainer.options.kubernetes import (
     TrainingRuntimeSpecPatch,
 )
 
-TORCH_RUNTIME = "torch-distributed"
+from gr2.distributed.placement import TrainJobPlacement
+
 NODE = constants.NODE  # the runtime's replicated job and trainer container
 WORKSPACE_VOLUME = "workspace"
 SHM_VOLUME = "dshm"
 STAGE_LABEL = "gr2.kubeflow.org/stage"
 WAIT_SECONDS = 72 * 3600  # the gpu-train kind's task timeout
 POLL_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class TrainJobPlacement:
-    """Where a TrainJob's nodes run: what one `gpu-train` task gets (pipelines/placement.py), per node."""
-
-    image: str
-    resources_per_node: dict[str, str | int]  # e.g. {"cpu": "48", "memory": "480Gi", "nvidia.com/gpu": 8}
-    node_selector: dict[str, str]
-    tolerations: list[dict]
-    workspace_pvc: str
-    workspace_mount: str
-    shm_size: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    runtime: str = TORCH_RUNTIME
-    namespace: str | None = None  # None: the namespace the launching pod runs in
-
-    @property
-    def gpus_per_node(self) -> int:
-        return sum(int(count) for name, count in self.resources_per_node.items() if name.endswith("gpu"))
 
 
 def torch_runtime(name: str) -> Runtime:
