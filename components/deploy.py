@@ -9,6 +9,7 @@ def deploy(
     config_json: str,
     namespace: str,
     apply_to_cluster: bool,
+    candidate_row: str,
     dataset: Input[Dataset],
     semantic_ids: Input[Artifact],
     model: Input[Model],
@@ -29,4 +30,5 @@ def deploy(
         inference_service.path,
         namespace,
         apply_to_cluster,
+        candidate_row,
     )

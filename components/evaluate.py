@@ -21,15 +21,39 @@ def evaluate(
     sft_model: Input[Model] | None = None,
     dapo_model: Input[Model] | None = None,
     dapo_naive_model: Input[Model] | None = None,
+    direct_sft_model: Input[Model] | None = None,
+    direct_dapo_model: Input[Model] | None = None,
+    direct_dapo_naive_model: Input[Model] | None = None,
     midtrain_metrics: Input[Metrics] | None = None,
     sft_metrics: Input[Metrics] | None = None,
     dapo_metrics: Input[Metrics] | None = None,
+    dapo_naive_metrics: Input[Metrics] | None = None,
+    direct_sft_metrics: Input[Metrics] | None = None,
+    direct_dapo_metrics: Input[Metrics] | None = None,
+    direct_dapo_naive_metrics: Input[Metrics] | None = None,
 ) -> bool:
     """Judge every row on the test examples, decide the deployment gate, write the report and manifest."""
     from gr2.steps import evaluate_step
 
-    models = {"midtrain": midtrain_model, "sft": sft_model, "dapo": dapo_model, "dapo_naive": dapo_naive_model}
-    stage_metrics = {"sid": sid_metrics, "midtrain": midtrain_metrics, "sft": sft_metrics, "dapo": dapo_metrics}
+    models = {
+        "midtrain": midtrain_model,
+        "sft": sft_model,
+        "dapo": dapo_model,
+        "dapo_naive": dapo_naive_model,
+        "direct_sft": direct_sft_model,
+        "direct_dapo": direct_dapo_model,
+        "direct_dapo_naive": direct_dapo_naive_model,
+    }
+    stage_metrics = {
+        "sid": sid_metrics,
+        "midtrain": midtrain_metrics,
+        "sft": sft_metrics,
+        "dapo": dapo_metrics,
+        "dapo_naive": dapo_naive_metrics,
+        "direct_sft": direct_sft_metrics,
+        "direct_dapo": direct_dapo_metrics,
+        "direct_dapo_naive": direct_dapo_naive_metrics,
+    }
     inputs = {"dataset": dataset, "examples": examples, "semantic_ids": semantic_ids, **models}
     return evaluate_step(
         config_json,

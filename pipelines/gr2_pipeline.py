@@ -11,6 +11,8 @@ from components.base_model import base_model
 from components.dapo import dapo
 from components.data import data
 from components.deploy import deploy
+from components.direct_dapo import direct_dapo
+from components.direct_sft import direct_sft
 from components.evaluate import evaluate
 from components.filter import filter as filter_traces
 from components.image import GPU_IMAGE
@@ -20,6 +22,7 @@ from components.sft import sft
 from components.sid import sid
 from components.traces import traces
 from gr2.config import RunConfig
+from gr2.eval.gate import gate_candidate, model_stage
 from pipelines.placement import DEFAULT_CLUSTER, ClusterParams, place_task
 
 # what each stage asks of a cluster (pipelines/placement.py)
@@ -36,8 +39,25 @@ KIND = {
     "sft": "gpu-train",
     "dapo": "gpu-train",
     "dapo_naive": "gpu-train",
+    "direct_sft": "gpu-train",
+    "direct_dapo": "gpu-train",
+    "direct_dapo_naive": "gpu-train",
 }
-STAGES = ("data", "prerank", "sid", "base_model", "midtrain", "traces", "filter", "sft", "dapo", "evaluate", "deploy")
+STAGES = (
+    "data",
+    "prerank",
+    "sid",
+    "base_model",
+    "midtrain",
+    "traces",
+    "filter",
+    "sft",
+    "dapo",
+    "direct_sft",
+    "direct_dapo",
+    "evaluate",
+    "deploy",
+)
 PIPELINE_NAME = "gr2"
 TRAINING_SECTION = {"midtrain": "midtrain", "sft": "sft", "dapo": "dapo", "dapo_naive": "dapo"}
 
@@ -72,14 +92,16 @@ def shared_inputs(config_json, run: dict) -> dict:
     }
 
 
+MODEL_STAGES = ("midtrain", "sft", "dapo", "dapo_naive", "direct_sft", "direct_dapo", "direct_dapo_naive")
+
+
 def evaluation_inputs(run: dict) -> dict:
     """The optional models and metrics of the stages that ran, by the evaluate component's input names."""
     inputs = {"sid_metrics": run["sid"].outputs["metrics"]}
-    for stage in ("midtrain", "sft", "dapo", "dapo_naive"):
+    for stage in MODEL_STAGES:
         if stage in run:
             inputs[f"{stage}_model"] = run[stage].outputs["model"]
-            if stage != "dapo_naive":
-                inputs[f"{stage}_metrics"] = run[stage].outputs["metrics"]
+            inputs[f"{stage}_metrics"] = run[stage].outputs["metrics"]
     return inputs
 
 
@@ -153,16 +175,27 @@ def build_pipeline(
             if config.dapo.run_naive_ablation:
                 naive = dapo(reward_kind="naive", model_in=policy, **inputs, **training)
                 run["dapo_naive"] = named(naive, "dapo_naive")
+        if "direct_sft" in stages:
+            start = run[config.direct_sft.start_from].outputs["model"]
+            run["direct_sft"] = named(direct_sft(model_in=start, **inputs), "direct_sft")
+        if "direct_dapo" in stages:
+            policy = run["direct_sft"].outputs["model"]
+            run["direct_dapo"] = named(direct_dapo(reward_kind="conditional", model_in=policy, **inputs), "direct_dapo")
+            if config.direct_dapo.run_naive_ablation:
+                naive = direct_dapo(reward_kind="naive", model_in=policy, **inputs)
+                run["direct_dapo_naive"] = named(naive, "direct_dapo_naive")
         if "evaluate" in stages:
             judged = named(evaluate(image=GPU_IMAGE, **inputs, **evaluation_inputs(run)), "evaluate")
         if "deploy" in stages:
             with dsl.If(judged.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (a KFP condition)
-                candidate = next(run[s] for s in ("dapo", "sft", "midtrain") if s in run)
+                row = gate_candidate(config.evaluate.gate.candidate, set(run))
+                candidate = run[model_stage(row)]
                 named(
                     deploy(
                         config_json=config_json,
                         namespace=deploy_namespace,
                         apply_to_cluster=deploy_to_cluster,
+                        candidate_row=row,
                         dataset=inputs["dataset"],
                         semantic_ids=inputs["semantic_ids"],
                         model=candidate.outputs["model"],

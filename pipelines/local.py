@@ -15,10 +15,12 @@ from kfp import local
 
 from gr2.config import RunConfig
 from gr2.data.artifact import read_interactions
+from gr2.eval.gate import model_stage
 from gr2.inputs import read_sid_map
 from gr2.prerank.candidates import read_examples
 from gr2.serve.bundle import write_bundle
 from gr2.storage.atomic import write_json_atomic, write_text_atomic
+from gr2.train.direct_stage import serving_decoding
 from pipelines.gr2_pipeline import PIPELINE_NAME, build_pipeline
 from pipelines.progress import watch_run
 from pipelines.runners import local_runner
@@ -88,14 +90,17 @@ def write_local_bundle(run_dir: Path, task_stages: dict[str, str], out_dir: Path
     candidate = json.loads((evaluate_dir / "results" / "results.json").read_text())["gate"]["candidate"]
     if candidate is None:
         return
-    folders = {stage: task_dir(run_dir, task_stages, stage) for stage in ("data", "sid", candidate)}
+    stage = model_stage(candidate)
+    folders = {name: task_dir(run_dir, task_stages, name) for name in ("data", "sid", stage)}
+    model_dir = folders[stage] / "model"
     write_bundle(
         out_dir / "bundle",
-        folders[candidate] / "model",
+        model_dir,
         read_sid_map(folders["sid"] / "semantic_ids"),
         read_interactions(folders["data"] / "dataset").items,
         config.prompt,
-        source={"model": str(folders[candidate] / "model"), "preset": config.name},
+        serving_decoding(candidate, model_dir),
+        source={"model": str(model_dir), "preset": config.name, "row": candidate},
     )
 
 

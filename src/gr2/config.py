@@ -21,7 +21,7 @@ from gr2.prerank.config import PrerankConfig
 from gr2.sid.config import SidConfig
 from gr2.storage.hashing import hash_json
 from gr2.traces.config import PromptConfig, TeacherConfig
-from gr2.train.config import DapoConfig, SftConfig
+from gr2.train.config import DapoConfig, DirectDapoConfig, DirectSftConfig, SftConfig
 
 CONFIGS_ENV = "GR2_CONFIGS"
 
@@ -57,6 +57,12 @@ class RunConfig(BaseModel):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Reasoning-trace teacher.")
     sft: SftConfig = Field(default_factory=SftConfig, description="SFT on accepted traces.")
     dapo: DapoConfig = Field(default_factory=DapoConfig, description="DAPO with verifiable rewards.")
+    direct_sft: DirectSftConfig = Field(
+        default_factory=DirectSftConfig, description="Direct (reasoning-free) SFT on the label logits."
+    )
+    direct_dapo: DirectDapoConfig = Field(
+        default_factory=DirectDapoConfig, description="DAPO without reasoning on the label scores."
+    )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation and the deploy gate.")
 
     @model_validator(mode="after")

@@ -170,6 +170,67 @@ def dapo_step(
     log_all(metrics, log_metric)
 
 
+def direct_states_cache(config) -> Path:
+    """Frozen-layer activations of direct training, keyed by the frozen weights and prompts (content-addressed)."""
+    return Path(config.cache).expanduser() / "direct-states"
+
+
+def direct_sft_step(
+    config_json: str,
+    dataset: str,
+    examples: str,
+    sid: str,
+    model: str,
+    model_out: str,
+    log_metric: LogMetric,
+) -> None:
+    from gr2.train.direct_stage import run_direct_sft
+
+    config = config_from_json(config_json)
+    inputs = stage_inputs(config, dataset, examples, sid)
+    metrics = run_direct_sft(
+        inputs,
+        Path(model),
+        config.direct_sft,
+        config.prompt,
+        config.evaluate.fusion_lambdas,
+        config.seed,
+        config.stage_workspace("direct_sft"),
+        Path(model_out),
+        direct_states_cache(config),
+    )
+    log_all(metrics, log_metric)
+
+
+def direct_dapo_step(
+    config_json: str,
+    reward_kind: str,
+    dataset: str,
+    examples: str,
+    sid: str,
+    model: str,
+    model_out: str,
+    log_metric: LogMetric,
+) -> None:
+    from gr2.train.direct_stage import run_direct_dapo
+
+    config = config_from_json(config_json)
+    inputs = stage_inputs(config, dataset, examples, sid)
+    metrics = run_direct_dapo(
+        inputs,
+        Path(model),
+        config.direct_dapo,
+        config.direct_dapo.reward.model_copy(update={"kind": reward_kind}),
+        config.prompt,
+        config.evaluate.fusion_lambdas,
+        config.seed,
+        config.stage_workspace(f"direct_dapo-{reward_kind}"),
+        Path(model_out),
+        direct_states_cache(config),
+    )
+    log_all(metrics, log_metric)
+
+
 def evaluate_step(
     config_json: str,
     dataset: str,
@@ -213,8 +274,10 @@ def deploy_step(
     manifest_out: str,
     namespace: str,
     apply_to_cluster: bool,
+    candidate_row: str,
 ) -> None:
-    """Package the gated model as a serving bundle and render (on a cluster: apply) its InferenceService."""
+    """Package the gated model (the gate's `candidate_row`) as a serving bundle, decoded as that row was
+    evaluated, and render (on a cluster: apply) its InferenceService."""
     from gr2.data.artifact import read_interactions
     from gr2.inputs import read_sid_map
     from gr2.serve.bundle import write_bundle
@@ -222,6 +285,9 @@ def deploy_step(
 
     config = config_from_json(config_json)
     catalog = read_interactions(dataset).items
-    source = {"model": model, "preset": config.name, "config_hash": config.config_hash()}
-    write_bundle(bundle_out, model, read_sid_map(sid), catalog, config.prompt, source=source)
+    from gr2.train.direct_stage import serving_decoding
+
+    source = {"model": model, "preset": config.name, "config_hash": config.config_hash(), "row": candidate_row}
+    decoding = serving_decoding(candidate_row, Path(model))
+    write_bundle(bundle_out, model, read_sid_map(sid), catalog, config.prompt, decoding, source=source)
     deploy(bundle_uri, manifest_out, name="gr2", namespace=namespace, apply_to_cluster=apply_to_cluster)

@@ -3,7 +3,8 @@ import pytest
 
 from gr2.data.split import LeaveOneOutSplit
 from gr2.eval.config import EvaluateConfig, GateConfig
-from gr2.eval.evaluate import decide_gate, evaluate_rows, shuffled_candidates
+from gr2.eval.evaluate import evaluate_rows, shuffled_candidates
+from gr2.eval.gate import decide_gate, gate_candidate, model_stage
 from gr2.eval.stage import flat_metrics
 from gr2.eval.stats import bootstrap_interval, paired_sign_flip_p_value
 from gr2.inputs import StageInputs
@@ -13,8 +14,8 @@ from gr2.sid.sidmap import SidMap
 
 def rows_with(dapo_ndcg: float, dapo_invalid: float) -> dict:
     return {
-        "prerank": {"metrics": {"ndcg@5": 0.50, "invalid_rate": 0.0}},
-        "dapo": {"metrics": {"ndcg@5": dapo_ndcg, "invalid_rate": dapo_invalid}},
+        "prerank": {"kind": "baseline", "metrics": {"ndcg@5": 0.50, "invalid_rate": 0.0}},
+        "dapo": {"kind": "model", "metrics": {"ndcg@5": dapo_ndcg, "invalid_rate": dapo_invalid}},
     }
 
 
@@ -33,6 +34,17 @@ def test_gate_falls_back_to_the_last_trained_row_or_refuses():
     rows["sft"] = rows.pop("dapo")
     assert decide_gate(rows, GateConfig())["candidate"] == "sft"
     assert not decide_gate({"prerank": rows["prerank"]}, GateConfig())["passed"]
+
+
+def test_gate_prefers_the_configured_direct_row_and_maps_rows_to_their_stages():
+    rows = rows_with(0.4, 0.0)
+    rows["direct_sft"] = {"kind": "model", "metrics": {"ndcg@5": 0.52, "invalid_rate": 0.0}}
+    rows["direct_sft_fused"] = {"kind": "model", "metrics": {"ndcg@5": 0.55, "invalid_rate": 0.0}}
+    assert decide_gate(rows, GateConfig())["candidate"] == "direct_sft_fused"
+    assert decide_gate(rows, GateConfig(candidate="dapo"))["candidate"] == "dapo"
+    assert gate_candidate("direct_dapo_fused", {"sft", "direct_sft"}) == "direct_sft_fused"
+    assert gate_candidate("direct_dapo_fused", set()) is None
+    assert model_stage("direct_dapo_fused") == "direct_dapo" and model_stage("sft") == "sft"
 
 
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_data():

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,26 +39,14 @@ def wait_until_ready(client: httpx.Client, process: subprocess.Popen, log_path) 
     pytest.fail(f"server not ready after {STARTUP_SECONDS} s:\n{log_path.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def server(bundle_dir, tmp_path_factory):
-    """`--model` is the run directory above the bundle (it also holds the base checkpoint, without gr2.json)."""
+@contextmanager
+def running_server(model: Path, log_dir: Path, *settings: str):
+    """`python -m gr2.serve.server --model MODEL` on a free loopback port; yields a client once ready."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "gr2.serve.server",
-        "--model",
-        str(bundle_dir.parent),
-        "--port",
-        str(port),
-        "--set",
-        "threads=1",
-        "--set",
-        "max_body_bytes=65536",
-        "--set",
-        "timeout_seconds=60",
-    ]
+    log_path = log_dir / "server.log"
+    command = [sys.executable, "-m", "gr2.serve.server", "--model", str(model), "--port", str(port)]
+    for setting in ("threads=1", "max_body_bytes=65536", "timeout_seconds=60", *settings):
+        command += ["--set", setting]
     with log_path.open("w") as log:
         environment = os.environ | {"HF_HUB_OFFLINE": "1"}
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
@@ -68,6 +58,13 @@ def server(bundle_dir, tmp_path_factory):
         client.close()
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(bundle_dir, tmp_path_factory):
+    """`--model` is the run directory above the bundle (it also holds the base checkpoint, without gr2.json)."""
+    with running_server(bundle_dir.parent, tmp_path_factory.mktemp("server")) as client:
+        yield client
 
 
 def v2_body(history, candidates, explain=None) -> dict:

@@ -11,7 +11,9 @@ class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     candidate: str = Field(
-        "dapo", description="The row that would be deployed; if it did not run, the last trained row that did."
+        "direct_dapo_fused",
+        description="The row that would be deployed (the served model). If its stage did not run, the first "
+        "trained row of gr2.eval.gate.CANDIDATE_ORDER that did.",
     )
     metric: str = Field("ndcg@5", description="The metric compared with the incoming order (pre-rank).")
     margin: float = Field(
@@ -38,6 +40,14 @@ class EvaluateConfig(BaseModel):
         384, ge=16, description="Generation budget per answer for LLM rows (the reasoning budget when constrained)."
     )
     batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+    fusion_lambdas: list[float] = Field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
+        min_length=1,
+        description="Direct rows: fusion with the incoming order, score = log p(label) + lambda * -ln(incoming "
+        "rank). The direct training stages pick the lambda with the best NDCG@5 on the validation examples "
+        "(never test) and store it with the model; evaluation reports the model alone and fused, and serving "
+        "uses the stored lambda. [0] turns fusion off.",
+    )
     position_bias_probe: bool = Field(
         True, description="Re-run every row with the candidates shuffled (seeded) and report how metrics move."
     )

@@ -10,6 +10,7 @@ the incoming order, per-position hits, a position-bias probe (candidates shuffle
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,13 +19,16 @@ import numpy as np
 import torch
 
 from gr2.eval.baselines import baseline_rerankers
-from gr2.eval.config import EvaluateConfig, GateConfig
+from gr2.eval.config import EvaluateConfig
+from gr2.eval.gate import decide_gate
 from gr2.eval.generation import rerank_with_model
 from gr2.eval.metrics import example_metrics, rerank_metrics, target_rank
 from gr2.eval.stats import bootstrap_interval, paired_sign_flip_p_value
+from gr2.eval.validate import direct_rankings
 from gr2.inputs import StageInputs
 from gr2.prerank.base import item_popularity
 from gr2.prerank.candidates import RerankExample
+from gr2.rank.direct import DirectScorer
 from gr2.traces.config import PromptConfig
 from gr2.traces.parse import parse_ranking
 from gr2.traces.prompt import build_messages
@@ -91,6 +95,30 @@ def llm_ranker(model, tokenizer, inputs: StageInputs, prompt: PromptConfig, conf
         return RowOutput(run.rankings, [p.explanation for p in run.parsed], run.speed_metrics())
 
     return rank
+
+
+def direct_rankers(
+    model, tokenizer, inputs: StageInputs, prompt: PromptConfig, config: EvaluateConfig, fusion_lambda: float
+) -> tuple[Ranker, Ranker]:
+    """The direct model alone and fused with the incoming order: one prefill per example serves both."""
+    scorer = DirectScorer(model, tokenizer, inputs.catalog, inputs.sids, prompt, config.batch_size)
+    scored: dict[tuple, torch.Tensor] = {}
+    speed: dict[str, float] = {}
+
+    def scores_of(examples: Sequence[RerankExample]) -> list[torch.Tensor]:
+        key = lambda e: (e.user_id, e.history, e.candidates)  # noqa: E731
+        missing = [e for e in examples if key(e) not in scored]
+        if missing:
+            started = time.monotonic()
+            fresh = scorer.score([(e.history, e.candidates) for e in missing], progress=True)
+            speed["examples_per_second"] = len(missing) / max(time.monotonic() - started, 1e-9)
+            scored.update({key(e): s for e, s in zip(missing, fresh, strict=True)})
+        return [scored[key(e)] for e in examples]
+
+    def ranker(fusion: float) -> Ranker:
+        return lambda examples: RowOutput(direct_rankings(examples, scores_of(examples), fusion), speed=dict(speed))
+
+    return ranker(0.0), ranker(fusion_lambda)
 
 
 @torch.no_grad()
@@ -210,23 +238,6 @@ def evaluate_row(
             **{f"{m}_delta": moved[m] - row["metrics"][m] for m in ("ndcg@5", "recall@1")},
         }
     return row
-
-
-def decide_gate(rows: dict[str, dict], config: GateConfig) -> dict:
-    trained = [name for name in ("dapo", "sft", "midtrain") if name in rows]
-    candidate = config.candidate if config.candidate in rows else (trained[0] if trained else None)
-    rule = config.model_dump()
-    if candidate is None:
-        return {"passed": False, "candidate": None, "rule": rule, "reason": "no trained model row to deploy"}
-    value, baseline = rows[candidate]["metrics"][config.metric], rows["prerank"]["metrics"][config.metric]
-    invalid = rows[candidate]["metrics"]["invalid_rate"]
-    quality_ok = value >= baseline - config.margin
-    invalid_ok = invalid <= config.max_invalid_rate
-    reason = (
-        f"{candidate} {config.metric} {value:.4f} {'>=' if quality_ok else '<'} pre-rank {baseline:.4f} - "
-        f"{config.margin}; invalid rate {invalid:.4f} {'<=' if invalid_ok else '>'} {config.max_invalid_rate}"
-    )
-    return {"passed": quality_ok and invalid_ok, "candidate": candidate, "rule": rule, "reason": reason}
 
 
 def evaluation_examples(inputs: StageInputs, config: EvaluateConfig, seed: int) -> list[RerankExample]:

@@ -6,16 +6,32 @@ import json
 from pathlib import Path
 
 from gr2.config import RunConfig
-from gr2.eval.evaluate import Ranker, evaluate_rows, likelihood_ranker, llm_ranker, load_curve, teacher_ranker
+from gr2.eval.evaluate import (
+    Ranker,
+    direct_rankers,
+    evaluate_rows,
+    likelihood_ranker,
+    llm_ranker,
+    load_curve,
+    teacher_ranker,
+)
+from gr2.eval.gate import FUSED
 from gr2.eval.manifest import build_manifest
 from gr2.inputs import StageInputs
 from gr2.storage.atomic import write_json_atomic
+from gr2.train.direct_stage import read_fusion_lambda
 
 MODEL_ROWS = {
     "sft": "SFT on rejection-sampled traces",
     "dapo": "SFT + DAPO, conditional reward (GR2)",
     "dapo_naive": "SFT + DAPO, naive reward (ablation)",
 }
+DIRECT_ROWS = {
+    "direct_sft": "Direct SFT (label logits, no reasoning)",
+    "direct_dapo": "Direct SFT + DAPO, conditional reward",
+    "direct_dapo_naive": "Direct SFT + DAPO, naive reward (ablation)",
+}
+CURVES = ("sft", "dapo", "dapo_naive", *DIRECT_ROWS)
 TIMING_KEYS = ("train_seconds", "embed_seconds", "load_seconds")
 
 
@@ -45,6 +61,13 @@ def model_rankers(
         if name in model_dirs:
             model, tokenizer = load_model_and_tokenizer(model_dirs[name])
             rankers[name] = (label, "model", llm_ranker(model, tokenizer, inputs, config.prompt, config.evaluate))
+    for name, label in DIRECT_ROWS.items():
+        if name in model_dirs:
+            model, tokenizer = load_model_and_tokenizer(model_dirs[name])
+            fusion = read_fusion_lambda(model_dirs[name]) or 0.0
+            alone, fused = direct_rankers(model, tokenizer, inputs, config.prompt, config.evaluate, fusion)
+            rankers[name] = (label, "model", alone)
+            rankers[f"{name}{FUSED}"] = (f"{label}, fused with the incoming order (lambda {fusion:g})", "model", fused)
     return rankers
 
 
@@ -75,7 +98,7 @@ def run_evaluate(
     results |= {
         "preset": config.name,
         "dataset": dataset_summary.get("name"),
-        "curves": {name: load_curve(model_dirs.get(name)) for name in ("sft", "dapo", "dapo_naive")},
+        "curves": {name: load_curve(model_dirs.get(name)) for name in CURVES},
         "sid": stage_metrics.get("sid", {}),
         "stages": stage_metrics,
         "row_order": list(results["rows"]),  # JSON objects are unordered; the report lists rows in this order

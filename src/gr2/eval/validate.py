@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+
+import torch
 
 from gr2.eval.generation import GenerationRun, rerank_with_model
 from gr2.eval.metrics import rerank_metrics
 from gr2.inputs import StageInputs
 from gr2.prerank.candidates import RerankExample
+from gr2.rank.direct import DirectScorer, fused_scores, ranking_from_scores
 from gr2.traces.config import PromptConfig
 
 
@@ -39,3 +43,49 @@ def validate_policy(
         model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, max_new_tokens, batch_size, constrained
     )
     return {"eval_examples": len(examples), **run_metrics(run, examples)}
+
+
+def direct_rankings(
+    examples: Sequence[RerankExample], scores: Sequence[torch.Tensor], fusion_lambda: float
+) -> list[tuple[str, ...]]:
+    """Each example's candidates ordered by the model's scores fused with the incoming order's prior."""
+    return [
+        ranking_from_scores(e.candidates, fused_scores(s, fusion_lambda)) for e, s in zip(examples, scores, strict=True)
+    ]
+
+
+def choose_fusion_lambda(
+    examples: Sequence[RerankExample], scores: Sequence[torch.Tensor], lambdas: Sequence[float]
+) -> tuple[float, dict[float, float]]:
+    """The lambda with the best mean NDCG@5 on these (validation) examples, ties to the smaller lambda, and
+    every lambda's NDCG@5."""
+    incoming, targets = [e.candidates for e in examples], [e.target for e in examples]
+    ndcg = {lam: rerank_metrics(incoming, direct_rankings(examples, scores, lam), targets)["ndcg@5"] for lam in lambdas}
+    best = max(sorted(ndcg), key=lambda lam: ndcg[lam])
+    return best, ndcg
+
+
+def validate_direct(
+    model,
+    tokenizer,
+    inputs: StageInputs,
+    prompt: PromptConfig,
+    limit: int | None,
+    batch_size: int,
+    lambdas: Sequence[float],
+    seed: int,
+) -> tuple[dict[str, float], float]:
+    """Validation metrics of a direct model, alone and fused with the fusion lambda chosen here; and it."""
+    examples = inputs.examples_of("valid", limit, seed)
+    if not examples:
+        raise ValueError("no 'valid' examples to validate on; raise data.rerank_valid_fraction or max_users")
+    scorer = DirectScorer(model, tokenizer, inputs.catalog, inputs.sids, prompt, batch_size)
+    scores = scorer.score([(e.history, e.candidates) for e in examples], progress=True)
+    best, ndcg_by_lambda = choose_fusion_lambda(examples, scores, lambdas)
+    incoming, targets = [e.candidates for e in examples], [e.target for e in examples]
+    alone = rerank_metrics(incoming, direct_rankings(examples, scores, 0.0), targets)
+    fused = rerank_metrics(incoming, direct_rankings(examples, scores, best), targets)
+    metrics = {"eval_examples": len(examples), "fusion_lambda": best, **alone}
+    metrics |= {f"fused_{name}": value for name, value in fused.items()}
+    metrics |= {f"fusion_ndcg@5_lambda_{lam:g}": value for lam, value in ndcg_by_lambda.items()}
+    return metrics, best

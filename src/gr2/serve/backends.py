@@ -19,6 +19,7 @@ import torch
 from transformers import AutoTokenizer, StoppingCriteriaList
 
 from gr2.lm.models import load_model_and_tokenizer
+from gr2.rank.direct import label_logits
 from gr2.serve.constrained import (
     ANSWER_OPEN,
     CLOSING,
@@ -177,6 +178,11 @@ class LocalBackend:
             Answer(ranking_prefix(text) + ranking, reasoning, length)
             for text, ranking, reasoning, length in zip(explanations, rankings, spent, lengths, strict=True)
         ]
+
+    def label_logits(self, prompts: Sequence[str], label_ids: Sequence[int], deadline: float) -> torch.Tensor:
+        """Direct mode: the label tokens' logits after each prompt, one batched prefill."""
+        seconds_left(deadline)
+        return label_logits(self.model, self.tokenizer, prompts, label_ids)
 
     def chat(
         self, messages: list[dict], max_tokens: int, temperature: float, seed: int | None, deadline: float

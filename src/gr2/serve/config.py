@@ -18,6 +18,19 @@ class DecodingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    mode: Literal["reasoning", "direct"] = Field(
+        default="reasoning",
+        description=(
+            "`direct`: one forward pass scores every candidate by its label's logit (`gr2.rank.direct`); the "
+            "answer has no explanation. `reasoning`: free reasoning, then the constrained ranking."
+        ),
+    )
+    fusion_lambda: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="`direct`: weight of the incoming order's prior fused with the model's scores (chosen on "
+        "validation by direct training; 0 is the model alone).",
+    )
     reasoning_tokens: int = Field(
         default=256,
         ge=0,

@@ -4,6 +4,9 @@ used. A model problem never becomes an HTTP error.
 
 Fallback reasons: `nothing_to_rank` (fewer than two candidates the model knows), `prompt_too_long`,
 `timeout`, `generator_error`, or a parser failure (`gr2.traces.parse.FAILURE_REASONS`).
+
+A bundle decoded in `direct` mode answers from one batched prefill (the label logits, fused with the
+incoming order as the bundle says); its explanation is the empty string when one is asked for.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gr2.lm.chat import render_prompt
+from gr2.rank.direct import DirectPrompt, direct_prompt, fused_scores, label_token_ids, ranking_from_scores
 from gr2.serve.backends import Answer, Backend, ChatAnswer, DeadlineExceeded, GeneratorError
 from gr2.serve.bundle import Bundle
 from gr2.serve.config import MIN_CANDIDATES, ServeConfig
@@ -63,12 +67,29 @@ class Reranker:
         self.decoding = config.decoding(bundle.manifest.decoding)
         self.prompt_config = bundle.manifest.prompt
         self.slots = asyncio.Semaphore(config.concurrency)
+        self.label_ids = self.direct_label_ids() if self.decoding.mode == "direct" else []
+
+    def direct_label_ids(self) -> list[int]:
+        if not hasattr(self.backend, "label_logits"):
+            raise ValueError(f"decoding mode 'direct' needs the local backend; {type(self.backend).__name__} has none")
+        if self.decoding.max_candidates > len(self.prompt_config.direct_labels):
+            raise ValueError(
+                f"decoding.max_candidates={self.decoding.max_candidates} but the bundle's prompt has only "
+                f"{len(self.prompt_config.direct_labels)} direct_labels"
+            )
+        return label_token_ids(self.backend.tokenizer, self.prompt_config.direct_labels)
 
     def rankable(self, item_id: str) -> bool:
         return self.bundle.rankable(item_id)
 
-    def prompt(self, request: RankRequest, candidates: Sequence[str]) -> str:
+    def prompt(self, request: RankRequest, candidates: Sequence[str]) -> str | DirectPrompt:
+        """The reasoning prompt's text, or in direct mode the labelled prompt with its candidate order."""
         history = [item for item in request.history if self.rankable(item)]
+        if self.decoding.mode == "direct":
+            bundle = self.bundle
+            return direct_prompt(
+                self.backend.tokenizer, history, candidates, bundle.catalog, bundle.sid_map, self.prompt_config
+            )
         return request_prompt(self.backend.tokenizer, self.bundle, history, candidates)
 
     def prompt_tokens(self, prompt: str) -> int:
@@ -108,29 +129,58 @@ class Reranker:
         explanation = parsed.explanation if request.explain else None
         return RankResult(merge_ranking(request.candidates, parsed.ranking), explanation, False, None)
 
-    def prepare(self, request: RankRequest) -> RankResult | tuple[list[str], str]:
+    def prepare(self, request: RankRequest) -> RankResult | tuple[list[str], str | DirectPrompt]:
         """A fallback decided before any generation, or the rankable candidates and the prompt."""
         known = [item for item in request.candidates if self.rankable(item)]
         if len(known) < MIN_CANDIDATES:
             return fallback(request, "nothing_to_rank")
         prompt = self.prompt(request, known)
-        if self.prompt_tokens(prompt) > self.prompt_config.max_prompt_tokens:
+        text = prompt.text if isinstance(prompt, DirectPrompt) else prompt
+        if self.prompt_tokens(text) > self.prompt_config.max_prompt_tokens:
             return fallback(request, "prompt_too_long")
         return known, prompt
+
+    async def direct_results(
+        self, requests: Sequence[RankRequest], prepared: dict[int, tuple[list[str], DirectPrompt]], deadline: float
+    ) -> dict[int, RankResult]:
+        """Direct mode: one batched prefill ranks every prepared request."""
+        prompts = [prompt.text for _, prompt in prepared.values()]
+        try:
+            logits = await self.in_slot(deadline, self.backend.label_logits, prompts, self.label_ids, deadline)
+        except DeadlineExceeded:
+            return {index: fallback(requests[index], "timeout") for index in prepared}
+        except Exception:  # a model problem is answered with a fallback, never a 500
+            log.exception("direct scoring raised")
+            return {index: fallback(requests[index], "generator_error") for index in prepared}
+        results = {}
+        for (index, (known, prompt)), row in zip(prepared.items(), logits, strict=True):
+            scores = fused_scores(prompt.incoming_order(row), self.decoding.fusion_lambda)
+            ranking = ranking_from_scores(known, scores)
+            explanation = "" if requests[index].explain else None
+            results[index] = RankResult(merge_ranking(requests[index].candidates, ranking), explanation, False, None)
+        return results
+
+    async def generated_results(
+        self, requests: Sequence[RankRequest], prepared: dict[int, tuple[list[str], str]], deadline: float
+    ) -> dict[int, RankResult]:
+        """Reasoning mode: constrained generation, judged by the one parser."""
+        codes = [[self.bundle.sid_map.codes[item] for item in known] for known, _ in prepared.values()]
+        answers = await self.answers([prompt for _, prompt in prepared.values()], codes, deadline)
+        if isinstance(answers, str):
+            return {index: fallback(requests[index], answers) for index in prepared}
+        return {
+            index: self.judge(requests[index], known, answer)
+            for (index, (known, _)), answer in zip(prepared.items(), answers, strict=True)
+        }
 
     async def rank(self, requests: Sequence[RankRequest]) -> list[RankResult]:
         deadline = time.monotonic() + self.config.timeout_seconds
         results = [self.prepare(request) for request in requests]
-        pending = [index for index, result in enumerate(results) if not isinstance(result, RankResult)]
-        if pending:
-            known = {index: results[index][0] for index in pending}
-            codes = [[self.bundle.sid_map.codes[item] for item in known[index]] for index in pending]
-            answers = await self.answers([results[index][1] for index in pending], codes, deadline)
-            for position, index in enumerate(pending):
-                if isinstance(answers, str):
-                    results[index] = fallback(requests[index], answers)
-                else:
-                    results[index] = self.judge(requests[index], known[index], answers[position])
+        prepared = {index: result for index, result in enumerate(results) if not isinstance(result, RankResult)}
+        if prepared:
+            decode = self.direct_results if self.decoding.mode == "direct" else self.generated_results
+            for index, result in (await decode(requests, prepared, deadline)).items():
+                results[index] = result
         RANKED_INSTANCES.inc(len(results))
         for result in results:
             if result.fallback:

@@ -25,6 +25,24 @@ class PromptConfig(BaseModel):
     )
     title_chars: int = Field(60, ge=8, description="Titles are cut to this many characters.")
     category_levels: int = Field(3, ge=0, description="Deepest category levels shown (0 hides categories).")
+    show_sids: bool = Field(
+        True, description="Write each item's semantic ID before its title (False: compact prompts, text only)."
+    )
+    direct_labels: list[str] = Field(
+        default_factory=lambda: list("ABCDEFGHIJ"),
+        min_length=2,
+        description="Direct answer mode: the label of each candidate slot, in order. Each must be one token of "
+        "the model's tokenizer (checked at start-up); a request may have at most this many candidates.",
+    )
+    direct_shuffle: bool = Field(
+        False,
+        description="Direct answer mode: show the candidates in a shuffled order (seeded by the candidate list, "
+        "so a request always gets the same order) instead of the incoming order, so the label letter carries no "
+        "position; pair with direct_show_ranks to keep the upstream ranker's opinion visible.",
+    )
+    direct_show_ranks: bool = Field(
+        False, description="Direct answer mode: write each candidate's upstream (incoming) rank beside it."
+    )
     max_prompt_tokens: int = Field(
         1024, ge=64, description="Prompts longer than this (measured with the model's tokenizer) are an error."
     )

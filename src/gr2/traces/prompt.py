@@ -1,10 +1,18 @@
 """The one prompt builder: teacher, SFT, RL, evaluation and serving all call `build_messages`, so what
-a model is trained on and what it is asked in production never drift apart."""
+a model is trained on and what it is asked in production never drift apart.
+
+Two answer modes share the item rendering:
+- `reasoning`: the model writes `{"explanation": ..., "recommendations": [SIDs]}`;
+- `direct`: each candidate carries a one-token label (`PromptConfig.direct_labels`) and the model's scores
+  are the label tokens' logits at the first answer position (one prefill, `gr2.rank.direct`). The ranking
+  is still written out as the reasoning mode's JSON (`format_answer` with an empty explanation).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Literal
 
 from gr2.data.schema import Item
 from gr2.sid.sidmap import SidMap
@@ -24,24 +32,38 @@ TASK_STEPS = (
     "semantic IDs, best first, each exactly once>]}"
 )
 
+DIRECT_SYSTEM_PROMPT = (
+    "You are a recommendation analyst. Given a shopper's purchase history and labelled candidate products, "
+    "answer with the label of the candidate the shopper is most likely to buy next."
+)
+DIRECT_TASK = "Answer with one label."
+
+AnswerMode = Literal["reasoning", "direct"]
+
 
 def describe_item(item: Item, sid: str, config: PromptConfig) -> str:
     title = item.display_title[: config.title_chars]
     levels = item.categories[-config.category_levels :] if config.category_levels else ()
-    return f"{sid} {title}" + (f" ({' > '.join(levels)})" if levels else "")
+    shown = f"{sid} {title}" if config.show_sids else title
+    return shown + (f" ({' > '.join(levels)})" if levels else "")
+
+
+def history_lines(history: Sequence[str], catalog: dict[str, Item], sids: SidMap, config: PromptConfig) -> list[str]:
+    shown = history[-config.history_items :]
+    return [
+        f"Purchase history, oldest first ({len(shown)} most recent):",
+        *(f"- {describe_item(catalog[i], sids.text(i), config)}" for i in shown),
+    ]
 
 
 def user_prompt(
     history: Sequence[str], candidates: Sequence[str], catalog: dict[str, Item], sids: SidMap, config: PromptConfig
 ) -> str:
-    shown = history[-config.history_items :]
-    history_lines = [describe_item(catalog[i], sids.text(i), config) for i in shown]
     candidate_lines = [describe_item(catalog[i], sids.text(i), config) for i in candidates]
     return "\n".join(
         [
             f"Domain knowledge: {config.domain_knowledge}",
-            f"Purchase history, oldest first ({len(shown)} most recent):",
-            *(f"- {line}" for line in history_lines),
+            *history_lines(history, catalog, sids, config),
             f"Candidates ({len(candidates)}):",
             *(f"- {line}" for line in candidate_lines),
             TASK_STEPS,
@@ -49,10 +71,41 @@ def user_prompt(
     )
 
 
+def direct_user_prompt(
+    history: Sequence[str],
+    candidates: Sequence[str],
+    catalog: dict[str, Item],
+    sids: SidMap,
+    config: PromptConfig,
+    incoming_ranks: Sequence[int] | None = None,
+) -> str:
+    """The direct mode's question: labelled candidates; `incoming_ranks` (the upstream ranker's 1-based rank
+    of each candidate, when the candidates are shown in another order) are written beside them."""
+    if len(candidates) > len(config.direct_labels):
+        raise ValueError(
+            f"direct prompt: {len(candidates)} candidates but only {len(config.direct_labels)} direct_labels"
+        )
+    ranks = [f" [upstream rank {r}]" for r in incoming_ranks] if incoming_ranks else [""] * len(candidates)
+    candidate_lines = [
+        f"{label}. {describe_item(catalog[i], sids.text(i), config)}{rank}"
+        for label, i, rank in zip(config.direct_labels, candidates, ranks, strict=False)
+    ]
+    return "\n".join([*history_lines(history, catalog, sids, config), "Candidates:", *candidate_lines, DIRECT_TASK])
+
+
 def build_messages(
-    history: Sequence[str], candidates: Sequence[str], catalog: dict[str, Item], sids: SidMap, config: PromptConfig
+    history: Sequence[str],
+    candidates: Sequence[str],
+    catalog: dict[str, Item],
+    sids: SidMap,
+    config: PromptConfig,
+    mode: AnswerMode = "reasoning",
+    incoming_ranks: Sequence[int] | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages (system, user) asking to re-rank `candidates` for a user with `history`."""
+    if mode == "direct":
+        user = direct_user_prompt(history, candidates, catalog, sids, config, incoming_ranks)
+        return [{"role": "system", "content": DIRECT_SYSTEM_PROMPT}, {"role": "user", "content": user}]
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": user_prompt(history, candidates, catalog, sids, config)},

@@ -107,3 +107,70 @@ class DapoConfig(BaseModel):
     eval_examples: int = Field(64, ge=1, description="Validation examples scored after training.")
     eval_max_new_tokens: int = Field(384, ge=32, description="Generation budget per validation answer.")
     eval_batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+
+
+class DirectSftConfig(BaseModel):
+    """Direct SFT: the label logits of one prefill trained with a listwise loss (`gr2.train.direct`).
+
+    The lower layers stay frozen: their activations for every training prompt are computed once and reused
+    for every epoch, so only the top `trainable_layers` (and the final norm) cost compute per step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_from: Literal["base_model", "midtrain", "sft", "dapo"] = Field(
+        "dapo",
+        description="The stage whose model direct training starts from. `dapo` (a model trained with reasoning) "
+        "makes direct training the report's CoT internalisation; `base_model`/`midtrain` skip reasoning.",
+    )
+    trainable_layers: int = Field(6, ge=1, description="Top decoder layers trained; the ones below are frozen.")
+    views_per_example: int = Field(
+        1,
+        ge=1,
+        description="Prompts per train example; with prompt.direct_shuffle each view shows the candidates in "
+        "another seeded order (augmentation against label-position bias).",
+    )
+    max_train_examples: int | None = Field(None, ge=1, description="Use at most this many train examples.")
+    epochs: float = Field(2.0, gt=0, description="Passes over the training views.")
+    batch_size: int = Field(16, ge=1, description="Views per optimiser step (gradients accumulated one by one).")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak AdamW learning rate (cosine decay).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear warm-up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    pairwise_weight: float = Field(
+        1.0,
+        ge=0,
+        description="Weight of the position-weighted pairwise (RankNet) term beside the cross-entropy on the "
+        "target's label.",
+    )
+    save_steps: int = Field(50, ge=1, description="Checkpoint every this many steps (for resuming).")
+    eval_examples: int | None = Field(None, ge=1, description="Validation examples (None: all of them).")
+    eval_batch_size: int = Field(8, ge=1, description="Prompts per scoring batch.")
+
+
+class DirectDapoConfig(BaseModel):
+    """DAPO without reasoning: G rankings per prompt sampled from the label scores (Plackett-Luce, all from
+    one forward pass), GR2's verifiable reward, group-normalised advantages, clip-higher, dynamic sampling,
+    no KL. Each of the K-1 placements of a ranking is one action of the token-level loss."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="The verifiable reward.")
+    run_naive_ablation: bool = Field(False, description="Also train a policy under the naive reward.")
+    trainable_layers: int = Field(6, ge=1, description="Top decoder layers trained; the ones below are frozen.")
+    num_generations: int = Field(8, ge=2, description="Rankings sampled per prompt (G).")
+    prompts_per_step: int = Field(16, ge=1, description="Prompt groups per optimiser step.")
+    max_steps: int = Field(50, ge=1, description="Optimiser steps (rollout batches).")
+    updates_per_batch: int = Field(
+        2,
+        ge=1,
+        description="Gradient updates on each rollout batch (the importance ratio moves from 1 after the first).",
+    )
+    learning_rate: float = Field(1e-5, gt=0, description="AdamW learning rate.")
+    epsilon: float = Field(0.2, gt=0, description="Lower clip range of the importance ratio (eps_low).")
+    epsilon_high: float = Field(0.28, gt=0, description="Upper clip range (clip-higher).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the label scores.")
+    min_group_reward_std: float = Field(1e-3, ge=0, description="Dynamic sampling: groups below this are dropped.")
+    max_generation_rounds: int = Field(8, ge=1, description="Dynamic sampling: rounds per step before failing.")
+    max_train_examples: int | None = Field(None, ge=1, description="Use at most this many train examples.")
+    save_steps: int = Field(10, ge=1, description="Checkpoint every this many steps (for resuming).")
+    eval_examples: int | None = Field(None, ge=1, description="Validation examples (None: all of them).")
+    eval_batch_size: int = Field(8, ge=1, description="Prompts per scoring batch.")

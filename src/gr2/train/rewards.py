@@ -8,6 +8,7 @@ policy to copy (the paper's reward-hacking ablation).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gr2.eval.metrics import target_rank
@@ -60,14 +61,11 @@ class RewardBreakdown:
     order_copy: bool
 
 
-def score_completion(text: str, example: RerankExample, sids: SidMap, config: RewardConfig) -> RewardBreakdown:
-    """The reward of one completion for one example; an invalid output gets the fixed penalty."""
-    parsed = parse_ranking(text, example.candidates, sids)
-    if not parsed.valid:
-        return RewardBreakdown(config.invalid_penalty, 0.0, 0.0, valid=False, order_copy=False)
+def score_ranking(ranking: Sequence[str], example: RerankExample, config: RewardConfig) -> RewardBreakdown:
+    """The reward of a valid ranking (a permutation of the example's candidates)."""
     k = len(example.candidates)
     r_pre = target_rank(example.candidates, example.target)
-    r_new = target_rank(parsed.ranking, example.target)
+    r_new = target_rank(ranking, example.target)
     reward = conditional_reward if config.kind == "conditional" else naive_reward
     total, rank = reward(r_pre, r_new, k, config.alpha), rank_promotion_reward(r_pre, r_new, k)
     return RewardBreakdown(
@@ -75,5 +73,13 @@ def score_completion(text: str, example: RerankExample, sids: SidMap, config: Re
         rank=rank,
         format_bonus=total - rank,
         valid=True,
-        order_copy=parsed.ranking == example.candidates,
+        order_copy=tuple(ranking) == tuple(example.candidates),
     )
+
+
+def score_completion(text: str, example: RerankExample, sids: SidMap, config: RewardConfig) -> RewardBreakdown:
+    """The reward of one completion for one example; an invalid output gets the fixed penalty."""
+    parsed = parse_ranking(text, example.candidates, sids)
+    if not parsed.valid:
+        return RewardBreakdown(config.invalid_penalty, 0.0, 0.0, valid=False, order_copy=False)
+    return score_ranking(parsed.ranking, example, config)

@@ -1,0 +1,22 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from components.image import GPU_IMAGE
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def direct_sft(
+    config_json: str,
+    dataset: Input[Dataset],
+    examples: Input[Dataset],
+    semantic_ids: Input[Artifact],
+    model_in: Input[Model],
+    model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Direct SFT: listwise loss on the candidates' label logits; the fusion lambda chosen on validation."""
+    from gr2.steps import direct_sft_step
+
+    direct_sft_step(
+        config_json, dataset.path, examples.path, semantic_ids.path, model_in.path, model.path, metrics.log_metric
+    )

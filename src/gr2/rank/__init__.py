@@ -1,0 +1,1 @@
+"""How a model turns a prompt into a ranking: direct (label logits of one prefill)."""

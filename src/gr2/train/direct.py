@@ -1,0 +1,406 @@
+"""Direct SFT and direct DAPO: training the label logits of one prefill (`gr2.rank.direct`).
+
+Both freeze the lower decoder layers and compute their activations for every training prompt once
+(`FrozenLowerLayers`); each step then runs only the top layers. On a CPU this is what makes several passes
+over all training examples affordable; on a GPU it is simply cheaper. Checkpoints hold the trainable
+parameters, the optimiser and the step, so an interrupted stage resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean, pstdev
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup, set_seed
+
+from gr2.data.schema import Item
+from gr2.prerank.candidates import RerankExample
+from gr2.rank.direct import DirectPrompt, direct_prompt, label_head, label_token_ids
+from gr2.sid.sidmap import SidMap
+from gr2.storage.atomic import atomic_dir, atomic_path
+from gr2.storage.hashing import hash_json
+from gr2.traces.config import PromptConfig
+from gr2.train.config import DirectDapoConfig, DirectSftConfig
+from gr2.train.direct_losses import (
+    clipped_surrogate,
+    group_advantages,
+    listwise_loss,
+    plackett_luce_log_probs,
+    sample_plackett_luce,
+)
+from gr2.train.rewards import RewardBreakdown, score_ranking
+
+CHECKPOINT_DIR = "direct-checkpoint"
+STATE_FILE = "state.pt"
+
+
+class FrozenLowerLayers:
+    """A decoder-only model split at a layer boundary: everything below is frozen and run once per prompt
+    (`lower`), the top `trainable_layers` and the final norm are trained (`label_scores`)."""
+
+    def __init__(self, model, trainable_layers: int, label_ids: Sequence[int]):
+        self.decoder = model.get_decoder()
+        layers = self.decoder.layers
+        if trainable_layers > len(layers):
+            raise ValueError(f"trainable_layers={trainable_layers} but the model has {len(layers)} decoder layers")
+        self.boundary = len(layers) - trainable_layers
+        model.requires_grad_(False)
+        for module in (*layers[self.boundary :], self.decoder.norm):
+            module.requires_grad_(True)
+        self.model = model
+        self.head = label_head(model, label_ids).detach()
+        self.compute_dtype = self.head.dtype
+        # float32 models keep activations as float16 (half the memory); bf16 models as they are
+        self.storage_dtype = torch.float16 if self.compute_dtype == torch.float32 else self.compute_dtype
+
+    def fingerprint(self) -> str:
+        """sha256 of the frozen part (embeddings and the layers below the boundary): equal fingerprints give
+        equal `lower` outputs, so cached activations can be shared between stages and runs."""
+        digest = hashlib.sha256(f"{self.boundary}".encode())
+        frozen = [self.decoder.embed_tokens, *self.decoder.layers[: self.boundary]]
+        for module in frozen:
+            for name, tensor in module.state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+
+    def run_layers(self, hidden: torch.Tensor, layers) -> torch.Tensor:
+        positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+        rotary = self.decoder.rotary_emb(hidden, positions)
+        for layer in layers:
+            hidden = layer(hidden, attention_mask=None, position_embeddings=rotary, position_ids=positions)
+        return hidden
+
+    @torch.no_grad()
+    def lower(self, input_ids: Sequence[int]) -> torch.Tensor:
+        """The frozen layers' output for one prompt, (T, hidden), kept in CPU memory."""
+        ids = torch.tensor([list(input_ids)], device=self.model.device)
+        hidden = self.run_layers(self.decoder.embed_tokens(ids), self.decoder.layers[: self.boundary])
+        return hidden[0].to(self.storage_dtype).cpu()
+
+    def label_scores(self, lower: torch.Tensor) -> torch.Tensor:
+        """The label logits (float32) after the last prompt token, from the frozen layers' output (with grad)."""
+        hidden = lower.to(self.model.device, self.compute_dtype).unsqueeze(0)
+        hidden = self.run_layers(hidden, self.decoder.layers[self.boundary :])
+        return (self.decoder.norm(hidden[0, -1]) @ self.head.T).float()
+
+
+@dataclass(frozen=True)
+class TrainView:
+    """One training prompt: an example shown in one candidate order, with the frozen layers' output."""
+
+    example: RerankExample
+    prompt: DirectPrompt
+    lower: torch.Tensor
+
+    @property
+    def target_label(self) -> int:
+        return self.prompt.shown.index(self.example.candidates.index(self.example.target))
+
+    def ranking(self, labels: Sequence[int]) -> tuple[str, ...]:
+        """Items of a ranking given as label indices."""
+        return tuple(self.example.candidates[self.prompt.shown[label]] for label in labels)
+
+
+def build_views(
+    split: FrozenLowerLayers,
+    tokenizer,
+    examples: Sequence[RerankExample],
+    catalog: dict[str, Item],
+    sids: SidMap,
+    prompt: PromptConfig,
+    views_per_example: int,
+    cache_dir: Path | None = None,
+) -> list[TrainView]:
+    """Every (example, candidate order) prompt with its frozen-layer output; one order unless shuffling.
+    With `cache_dir`, the outputs are kept there under a hash of the frozen weights and the prompts, so a
+    later stage or run with the same frozen layers and prompts reads them instead of recomputing."""
+    salts = range(views_per_example if prompt.direct_shuffle else 1)
+    pairs = [
+        (example, direct_prompt(tokenizer, example.history, example.candidates, catalog, sids, prompt, salt))
+        for example in examples
+        for salt in salts
+    ]
+    token_ids = [tokenizer(shown.text, add_special_tokens=False)["input_ids"] for _, shown in pairs]
+    lowers = cached_lower_states(split, token_ids, cache_dir)
+    return [TrainView(example, shown, lower) for (example, shown), lower in zip(pairs, lowers, strict=True)]
+
+
+def cached_lower_states(
+    split: FrozenLowerLayers, token_ids: list[list[int]], cache_dir: Path | None
+) -> list[torch.Tensor]:
+    compute = lambda: [split.lower(ids) for ids in tqdm(token_ids, desc="frozen layers", unit="prompt")]  # noqa: E731
+    if cache_dir is None:
+        return compute()
+    key = hash_json({"frozen": split.fingerprint(), "prompts": token_ids})[:32]
+    path = Path(cache_dir) / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path)
+    states = compute()
+    with atomic_path(path) as staging:
+        torch.save(states, staging)
+    return states
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint holds besides the trainable weights."""
+
+    step: int = 0
+    curve: list[dict] = field(default_factory=list)
+    rng: dict = field(default_factory=dict)
+
+
+def save_checkpoint(work_dir: Path, split: FrozenLowerLayers, optimizer, scheduler, state: TrainingState) -> None:
+    state.rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    payload = {
+        "trainable": {name: p.detach().clone() for name, p in split.trainable().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler else None,
+        "state": state.__dict__,
+    }
+    with atomic_dir(work_dir / CHECKPOINT_DIR) as staging:
+        torch.save(payload, staging / STATE_FILE)
+
+
+def resume_checkpoint(work_dir: Path, split: FrozenLowerLayers, optimizer, scheduler) -> TrainingState:
+    """Load the last checkpoint into the model and optimiser; a fresh state when there is none."""
+    path = work_dir / CHECKPOINT_DIR / STATE_FILE
+    if not path.is_file():
+        return TrainingState()
+    payload = torch.load(path, weights_only=False)
+    params = split.trainable()
+    with torch.no_grad():
+        for name, value in payload["trainable"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(payload["scheduler"])
+    state = TrainingState(**payload["state"])
+    torch.set_rng_state(state.rng["torch"])
+    random.setstate(state.rng["python"])
+    return state
+
+
+def view_schedule(count: int, epochs: float, batch_size: int, seed: int) -> list[list[int]]:
+    """Batches of view indices: a seeded permutation per epoch, cut to `epochs` worth of views."""
+    order: list[int] = []
+    for epoch in range(math.ceil(epochs)):
+        permutation = list(range(count))
+        random.Random(seed + epoch).shuffle(permutation)
+        order.extend(permutation)
+    order = order[: max(int(count * epochs), 1)]
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def train_direct_sft(
+    model,
+    tokenizer,
+    examples: Sequence[RerankExample],
+    catalog: dict[str, Item],
+    sids: SidMap,
+    prompt: PromptConfig,
+    config: DirectSftConfig,
+    seed: int,
+    work_dir: Path,
+    cache_dir: Path | None = None,
+) -> tuple[dict[str, float], list[dict]]:
+    """Fine-tune `model` in place with the listwise loss; returns metrics and the loss curve. `cache_dir`:
+    where frozen-layer activations are shared (see `build_views`)."""
+    set_seed(seed)
+    started = time.monotonic()
+    split = FrozenLowerLayers(model, config.trainable_layers, label_token_ids(tokenizer, prompt.direct_labels))
+    views = build_views(split, tokenizer, examples, catalog, sids, prompt, config.views_per_example, cache_dir)
+    cache_seconds = time.monotonic() - started
+    batches = view_schedule(len(views), config.epochs, config.batch_size, seed)
+    optimizer = torch.optim.AdamW(split.trainable().values(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * len(batches)), len(batches))
+    state = resume_checkpoint(work_dir, split, optimizer, scheduler)
+    resumed_from = state.step
+    model.train()
+    for step in tqdm(range(state.step, len(batches)), desc="direct sft", unit="step", initial=state.step):
+        losses = []
+        for index in batches[step]:
+            view = views[index]
+            loss = listwise_loss(split.label_scores(view.lower), view.target_label, config.pairwise_weight)
+            (loss / len(batches[step])).backward()
+            losses.append(loss.item())
+        torch.nn.utils.clip_grad_norm_(split.trainable().values(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        state.step = step + 1
+        state.curve.append({"step": state.step, "loss": mean(losses), "learning_rate": scheduler.get_last_lr()[0]})
+        if state.step % config.save_steps == 0 or state.step == len(batches):
+            save_checkpoint(work_dir, split, optimizer, scheduler, state)
+    model.requires_grad_(True)
+    model.eval()
+    metrics = {
+        "train_examples": len(examples),
+        "train_views": len(views),
+        "train_steps": state.step,
+        "resumed_from_step": resumed_from,
+        "final_loss": state.curve[-1]["loss"] if state.curve else float("nan"),
+        "frozen_layers_seconds": cache_seconds,
+        "train_seconds": time.monotonic() - started,
+        "mean_prompt_tokens": mean(v.lower.shape[0] for v in views),
+    }
+    return metrics, state.curve
+
+
+@dataclass(frozen=True)
+class RolloutGroup:
+    """G rankings of one view (label indices), their log-probs when sampled, rewards and advantages."""
+
+    view: TrainView
+    rankings: torch.Tensor
+    old_log_probs: torch.Tensor
+    rewards: list[RewardBreakdown]
+    advantages: torch.Tensor
+
+
+class DynamicSamplingStarvation(RuntimeError):
+    """Every sampled group had equal rewards: nothing to learn from."""
+
+
+def sample_group(
+    split: FrozenLowerLayers,
+    view: TrainView,
+    config: DirectDapoConfig,
+    generator: torch.Generator,
+) -> RolloutGroup:
+    """G Plackett-Luce rankings from one forward pass, each scored by the verifiable reward."""
+    with torch.no_grad():
+        scores = split.label_scores(view.lower)[: len(view.example.candidates)] / config.temperature
+    rankings = sample_plackett_luce(scores, config.num_generations, generator)
+    rewards = [score_ranking(view.ranking(r.tolist()), view.example, config.reward) for r in rankings]
+    totals = torch.tensor([r.total for r in rewards])
+    return RolloutGroup(view, rankings, plackett_luce_log_probs(scores, rankings), rewards, group_advantages(totals))
+
+
+@dataclass
+class RolloutStats:
+    groups_generated: int = 0
+    groups_dropped: int = 0
+    rounds: int = 0
+
+
+def informative_groups(
+    sample: Callable[[], RolloutGroup], needed: int, min_std: float, max_rounds: int, stats: RolloutStats
+) -> list[RolloutGroup]:
+    """Dynamic sampling: sample groups until `needed` have differing rewards, `needed` per round at most."""
+    kept: list[RolloutGroup] = []
+    while len(kept) < needed:
+        if stats.rounds == max_rounds:
+            raise DynamicSamplingStarvation(
+                f"direct DAPO: only {len(kept)} of {needed} groups had differing rewards after {max_rounds} "
+                "rounds; raise max_generation_rounds or the temperature, or check the reward"
+            )
+        stats.rounds += 1
+        for _ in range(needed - len(kept)):
+            group = sample()
+            stats.groups_generated += 1
+            if pstdev(r.total for r in group.rewards) >= min_std:
+                kept.append(group)
+            else:
+                stats.groups_dropped += 1
+    return kept
+
+
+def policy_update(
+    split: FrozenLowerLayers, groups: Sequence[RolloutGroup], config: DirectDapoConfig
+) -> tuple[float, float]:
+    """One gradient pass over a rollout batch with DAPO's token-level loss (every placement of every ranking
+    weighs the same); returns the loss and the share of clipped actions."""
+    actions = sum(g.rankings.shape[0] * (g.rankings.shape[1] - 1) for g in groups)
+    total_loss, clipped = 0.0, 0
+    for group in groups:
+        scores = split.label_scores(group.view.lower)[: group.rankings.shape[1]] / config.temperature
+        log_probs = plackett_luce_log_probs(scores, group.rankings)
+        losses, was_clipped = clipped_surrogate(
+            log_probs, group.old_log_probs, group.advantages, config.epsilon, config.epsilon_high
+        )
+        loss = losses.sum() / actions
+        loss.backward()
+        total_loss += loss.item()
+        clipped += int(was_clipped.sum())
+    return total_loss, clipped / actions
+
+
+def rollout_log(groups: Sequence[RolloutGroup], stats: RolloutStats) -> dict[str, float]:
+    """Per-step means and stds of what the reward saw, as the reasoning-mode DAPO logs them."""
+    rewards = [r for g in groups for r in g.rewards]
+    parts = {"reward": [r.total for r in rewards], "rank_reward": [r.rank for r in rewards]}
+    parts["format_bonus"] = [r.format_bonus for r in rewards]
+    logged = {f"{name}_mean": mean(values) for name, values in parts.items()}
+    logged |= {f"{name}_std": pstdev(values) for name, values in parts.items()}
+    return logged | {
+        "valid_share": mean(r.valid for r in rewards),
+        "order_copy_rate": mean(r.order_copy for r in rewards),
+        "dropped_group_share": stats.groups_dropped / max(stats.groups_generated, 1),
+        "rounds": stats.rounds,
+    }
+
+
+def train_direct_dapo(
+    model,
+    tokenizer,
+    examples: Sequence[RerankExample],
+    catalog: dict[str, Item],
+    sids: SidMap,
+    prompt: PromptConfig,
+    config: DirectDapoConfig,
+    seed: int,
+    work_dir: Path,
+    cache_dir: Path | None = None,
+) -> tuple[dict[str, float], list[dict]]:
+    """DAPO on the label scores; returns metrics and the per-step log."""
+    set_seed(seed)
+    started = time.monotonic()
+    split = FrozenLowerLayers(model, config.trainable_layers, label_token_ids(tokenizer, prompt.direct_labels))
+    views = build_views(split, tokenizer, examples, catalog, sids, prompt, 1, cache_dir)
+    optimizer = torch.optim.AdamW(split.trainable().values(), lr=config.learning_rate, weight_decay=0.0)
+    state = resume_checkpoint(work_dir, split, optimizer, None)
+    resumed_from = state.step
+    model.train()
+    for step in tqdm(range(state.step, config.max_steps), desc="direct dapo", unit="step", initial=state.step):
+        # seeded by the step, so a resumed run samples what an uninterrupted one would have
+        generator, picker = torch.Generator().manual_seed(seed * 1_000_003 + step), random.Random(seed + step)
+        stats = RolloutStats()
+        groups = informative_groups(
+            lambda picker=picker, generator=generator: sample_group(split, picker.choice(views), config, generator),
+            config.prompts_per_step,
+            config.min_group_reward_std,
+            config.max_generation_rounds,
+            stats,
+        )
+        for _ in range(config.updates_per_batch):
+            loss, clip_share = policy_update(split, groups, config)
+            optimizer.step()
+            optimizer.zero_grad()
+        state.step += 1
+        state.curve.append({"step": state.step, "loss": loss, "clip_ratio": clip_share, **rollout_log(groups, stats)})
+        if state.step % config.save_steps == 0 or state.step == config.max_steps:
+            save_checkpoint(work_dir, split, optimizer, None, state)
+    model.requires_grad_(True)
+    model.eval()
+    metrics = {
+        "train_examples": len(examples),
+        "train_steps": state.step,
+        "resumed_from_step": resumed_from,
+        "train_seconds": time.monotonic() - started,
+    }
+    if state.curve:
+        metrics |= {f"last_step_{k}": v for k, v in state.curve[-1].items() if k != "step"}
+    return metrics, state.curve

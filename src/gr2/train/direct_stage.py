@@ -1,0 +1,97 @@
+"""The `direct_sft` and `direct_dapo` stages: train a direct re-ranker from the previous stage's model,
+choose its fusion lambda on validation examples and publish it with that lambda (`direct.json`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gr2.eval.gate import FUSED
+from gr2.eval.validate import validate_direct
+from gr2.inputs import StageInputs
+from gr2.lm.models import load_model_and_tokenizer
+from gr2.lm.training import save_pretrained_atomic
+from gr2.serve.config import DecodingConfig
+from gr2.storage.atomic import write_json_atomic
+from gr2.traces.config import PromptConfig
+from gr2.train.config import DirectDapoConfig, DirectSftConfig, RewardConfig
+from gr2.train.direct import train_direct_dapo, train_direct_sft
+from gr2.train.stage import CURVE_FILE
+
+DIRECT_FILE = "direct.json"
+
+
+def read_fusion_lambda(model_dir: Path) -> float | None:
+    """The fusion lambda a direct training stage stored with its model; None for other models."""
+    path = Path(model_dir) / DIRECT_FILE
+    return json.loads(path.read_text())["fusion_lambda"] if path.is_file() else None
+
+
+def serving_decoding(row: str, model_dir: Path) -> DecodingConfig:
+    """How a gate row's model is served: direct mode (with the stored lambda for a fused row) for a model a
+    direct stage trained, the reasoning mode's defaults otherwise."""
+    fusion_lambda = read_fusion_lambda(model_dir)
+    if fusion_lambda is None:
+        return DecodingConfig()
+    return DecodingConfig(mode="direct", fusion_lambda=fusion_lambda if row.endswith(FUSED) else 0.0)
+
+
+def run_direct_sft(
+    inputs: StageInputs,
+    model_dir: Path,
+    config: DirectSftConfig,
+    prompt: PromptConfig,
+    fusion_lambdas: list[float],
+    seed: int,
+    work_dir: Path,
+    out_dir: Path,
+    cache_dir: Path | None = None,
+) -> dict[str, float]:
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    examples = inputs.examples_of("train", config.max_train_examples, seed)
+    metrics, curve = train_direct_sft(
+        model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, config, seed, work_dir, cache_dir
+    )
+    return metrics | publish_direct(model, tokenizer, curve, inputs, config, prompt, fusion_lambdas, seed, out_dir)
+
+
+def run_direct_dapo(
+    inputs: StageInputs,
+    model_dir: Path,
+    config: DirectDapoConfig,
+    reward: RewardConfig,
+    prompt: PromptConfig,
+    fusion_lambdas: list[float],
+    seed: int,
+    work_dir: Path,
+    out_dir: Path,
+    cache_dir: Path | None = None,
+) -> dict[str, float]:
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    examples = inputs.examples_of("train", config.max_train_examples, seed)
+    config = config.model_copy(update={"reward": reward})
+    metrics, curve = train_direct_dapo(
+        model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, config, seed, work_dir, cache_dir
+    )
+    return metrics | publish_direct(model, tokenizer, curve, inputs, config, prompt, fusion_lambdas, seed, out_dir)
+
+
+def publish_direct(
+    model,
+    tokenizer,
+    curve: list[dict],
+    inputs: StageInputs,
+    config: DirectSftConfig | DirectDapoConfig,
+    prompt: PromptConfig,
+    fusion_lambdas: list[float],
+    seed: int,
+    out_dir: Path,
+) -> dict[str, float]:
+    """Validate (choosing the fusion lambda), then save the model with its lambda and training curve."""
+    metrics, fusion_lambda = validate_direct(
+        model, tokenizer, inputs, prompt, config.eval_examples, config.eval_batch_size, fusion_lambdas, seed
+    )
+    save_pretrained_atomic(model, tokenizer, out_dir)
+    write_json_atomic(out_dir / CURVE_FILE, curve)
+    write_json_atomic(out_dir / DIRECT_FILE, {"fusion_lambda": fusion_lambda, "labels": prompt.direct_labels})
+    return metrics
