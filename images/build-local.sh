@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build gr2-cpu and gr2-serve on a machine that reaches package indexes but no image registry (`make images`),
 # tagged as the project names them (components/image.py, gr2.serve.deploy). PYTHON: the project's Python.
+#   images/build-local.sh [cpu] [serve]      # both when none is named
 # - The base image is Debian bookworm made here with debootstrap (python3 3.11 from Debian), not the
 #   Dockerfiles' default python:3.11.13-slim-bookworm, which would need a registry.
 # - The local folders this machine's pip configuration names (find-links, file:// indexes: the CPU torch
@@ -16,6 +17,8 @@ BASE_TAG=${GR2_LOCAL_BASE:-gr2-local/python-bookworm:3.11}
 PYTHON=${PYTHON:-.venv/bin/python}
 CPU_TAG=$("$PYTHON" -c 'from components.image import BASE_IMAGE; print(BASE_IMAGE)')
 SERVE_TAG=$("$PYTHON" -c 'from gr2.serve.deploy import SERVE_IMAGE; print(SERVE_IMAGE)')
+# the label `gr2 run --runner docker` compares with the checkout before it runs anything in the images
+SOURCE_LABEL=$("$PYTHON" -c 'from pipelines.runners import SOURCE_LABEL, source_digest; print(f"{SOURCE_LABEL}={source_digest()}")')
 
 have_image() {
     "$DOCKER" image inspect "$1" >/dev/null 2>&1
@@ -73,8 +76,13 @@ serve_local_packages() {
     echo "PIP_EXTRA_INDEX_URL=${indexes# }"
 }
 
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# The port is part of the build arguments, hence of the build cache's keys: a fixed one keeps the pip layers
+# cached from one `make images` to the next.
+PACKAGES_PORT=${GR2_PACKAGES_PORT:-47391}
+
+check_port_free() {
+    "$PYTHON" -c "import socket; socket.socket().bind(('127.0.0.1', $1))" 2>/dev/null \
+        || { echo "images: 127.0.0.1:$1 is taken; set GR2_PACKAGES_PORT to a free port" >&2; exit 1; }
 }
 
 build() {
@@ -82,7 +90,7 @@ build() {
     started=$(date +%s)
     DOCKER_BUILDKIT=1 "$DOCKER" build --network=host --progress=plain \
         --secret "id=pip-cert,src=$(ca_bundle)" \
-        --build-arg "PYTHON_IMAGE=$BASE_TAG" \
+        --build-arg "PYTHON_IMAGE=$BASE_TAG" --label "$SOURCE_LABEL" \
         "${LOCAL_PACKAGES[@]}" \
         -f "images/Dockerfile.$flavour" -t "$tag" . >"$LOGS/$flavour.log" 2>&1 \
         || { tail -n 30 "$LOGS/$flavour.log" >&2; echo "images: $flavour failed; log: $LOGS/$flavour.log" >&2; exit 1; }
@@ -97,7 +105,8 @@ make_base
 echo "base $BASE_TAG ready in $(($(date +%s) - started)) s" >&2
 
 LOGS=$(mktemp -d /tmp/gr2-images.XXXXXX)
-port=$(free_port)
+port=$PACKAGES_PORT
+check_port_free "$port"
 LOCAL_PACKAGES=()
 {
     read -r server
@@ -106,5 +115,18 @@ LOCAL_PACKAGES=()
     done
 } < <(serve_local_packages "$LOGS/packages" "$port")
 trap 'kill "$server"' EXIT
-build cpu "$CPU_TAG"
-build serve "$SERVE_TAG"
+"$PYTHON" -c "import socket, time
+for _ in range(50):
+    try:
+        socket.create_connection(('127.0.0.1', $port)).close()
+        break
+    except OSError:
+        time.sleep(0.1)"
+[ $# -gt 0 ] || set -- cpu serve
+for flavour in "$@"; do
+    case $flavour in
+        cpu) build cpu "$CPU_TAG" ;;
+        serve) build serve "$SERVE_TAG" ;;
+        *) echo "images: no image $flavour here (cpu, serve)" >&2; exit 2 ;;
+    esac
+done

@@ -5,21 +5,27 @@
   kfp.local's DockerRunner. The images must be on this machine (`make images`): kfp.local would try to pull a
   missing one. Containers use the host's network and run as the image's own non-root user; the pipeline root
   and the workspace are mounted at their own paths (so the configuration's paths hold inside) and made
-  writable for that user: what the tasks write there belongs to the image's uid.
+  writable for that user: what the tasks write there belongs to the image's uid. An image `make images` built
+  from other sources than this checkout's is refused: its tasks would run other code than the pipeline here.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from google.protobuf import json_format
 from kfp import local
 
 RUNNERS = ("subprocess", "docker")
+REPO = Path(__file__).resolve().parents[1]
+# what the Dockerfiles copy into an image, and the label `make images` records their digest in
+IMAGE_SOURCES = ("pyproject.toml", "README.md", "src", "components", "pipelines", "data", "configs", "images")
+SOURCE_LABEL = "org.gr2-kubeflow.source-digest"
 
 
 class RunnerUnavailable(ValueError):
-    """The runner cannot start on this machine (no Docker engine, an image missing)."""
+    """The runner cannot start on this machine (no Docker engine, an image missing or stale)."""
 
 
 def pipeline_images(pipeline) -> set[str]:
@@ -50,16 +56,37 @@ def docker_client():
     return client
 
 
-def missing_images(client, images: set[str]) -> list[str]:
+def source_files(root: Path) -> list[Path]:
+    files = []
+    for name in IMAGE_SOURCES:
+        path = root / name
+        candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
+        files += [f for f in candidates if f.is_file() and "__pycache__" not in f.parts and ".egg-info" not in str(f)]
+    return files
+
+
+def source_digest(root: Path = REPO) -> str:
+    """The sha256 of the files an image is built from, their names and contents, as `make images` labels it."""
+    digest = hashlib.sha256()
+    for path in source_files(root):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def image_problems(client, images: set[str]) -> list[str]:
+    """What keeps each image from running this checkout's tasks: absent, or labelled with other sources."""
     import docker
 
-    missing = []
+    problems = []
     for image in sorted(images):
         try:
-            client.images.get(image)
+            built_from = client.images.get(image).labels.get(SOURCE_LABEL)
         except docker.errors.ImageNotFound:
-            missing.append(image)
-    return missing
+            problems.append(f"{image} is not on this machine")
+            continue
+        if built_from is not None and built_from != source_digest():
+            problems.append(f"{image} was built from other sources than this checkout's")
+    return problems
 
 
 def shared_folder(path: Path) -> Path:
@@ -73,12 +100,12 @@ def docker_runner(images: set[str], pipeline_root: Path, workspace: Path):
     from docker.types import Mount
 
     client = docker_client()
-    missing = missing_images(client, images)
+    problems = image_problems(client, images)
     client.close()
-    if missing:
+    if problems:
         raise RunnerUnavailable(
-            f"--runner docker: image(s) not on this machine: {', '.join(missing)}. `make images` builds gr2-cpu and "
-            "gr2-serve; GPU stages run in GR2_GPU_IMAGE, which may name the CPU image on a machine without gr2-gpu"
+            f"--runner docker: {'; '.join(problems)}. `make images` builds gr2-cpu and gr2-serve; GPU stages run in "
+            "GR2_GPU_IMAGE, which may name the CPU image on a machine without gr2-gpu"
         )
     shared_folder(pipeline_root)  # kfp.local mounts it at its own path
     workspace = str(shared_folder(workspace))
