@@ -100,3 +100,19 @@ def test_shuffled_candidates_keep_items_and_change_order():
     shuffled = shuffled_candidates(examples, seed=3)
     assert all(sorted(a.candidates) == sorted(b.candidates) for a, b in zip(examples, shuffled, strict=True))
     assert any(a.candidates != b.candidates for a, b in zip(examples, shuffled, strict=True))
+
+
+def test_generated_rows_are_scored_on_a_sample_and_judged_against_the_incoming_order_on_it():
+    from gr2.eval.evaluate import RowOutput
+
+    config = EvaluateConfig(
+        bootstrap_samples=200, permutations=200, generated_max_examples=5, position_bias_probe=False
+    )
+    oracle = lambda examples: RowOutput([(e.target, *(c for c in e.candidates if c != e.target)) for e in examples])  # noqa: E731
+    rankers = {"sft": ("SFT", "model", oracle), "direct_sft": ("Direct", "model", oracle)}
+    results = evaluate_rows(tiny_inputs(), rankers, config, seed=0, generated=frozenset({"sft"}))
+    rows = results["rows"]
+    assert rows["sft"]["metrics"]["scored_examples"] == 5 and rows["direct_sft"]["metrics"]["scored_examples"] == 20
+    sampled_incoming = rows["sft"]["metrics"]["ndcg@5"] - rows["sft"]["vs_prerank"]["ndcg@5"]["diff"]
+    gate = decide_gate(rows, GateConfig(candidate="sft"))
+    assert f"pre-rank {sampled_incoming:.4f}" in gate["reason"]

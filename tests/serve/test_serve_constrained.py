@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gr2.serve.constrained import (
+from gr2.rank.constrained import (
     PermutationLogitsProcessor,
     RankingGrammar,
     explanation_end,

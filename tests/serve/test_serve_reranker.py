@@ -12,9 +12,9 @@ import pytest
 import torch
 from prometheus_client import REGISTRY
 
+from gr2.rank.constrained import ranking_prefix
 from gr2.serve.backends import Answer, DeadlineExceeded, LocalBackend, RemoteBackend
 from gr2.serve.config import ServeConfig
-from gr2.serve.constrained import ranking_prefix
 from gr2.serve.reranker import Reranker, merge_ranking
 from gr2.serve.validation import RankRequest
 from gr2.traces.config import PromptConfig

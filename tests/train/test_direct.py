@@ -103,7 +103,9 @@ def test_shuffled_prompts_are_seeded_by_the_candidates_and_scores_come_back_in_i
     catalog, sids, _, examples = office
     from gr2.traces.config import PromptConfig
 
-    config = PromptConfig(history_items=3, title_chars=24, show_sids=False, direct_shuffle=True, direct_show_ranks=True)
+    config = PromptConfig(
+        history_items=3, title_chars=24, direct_show_sids=False, direct_shuffle=True, direct_show_ranks=True
+    )
     example = examples[0]
     assert shown_order(example.candidates, True) == shown_order(example.candidates, True)
     assert sorted(shown_order(example.candidates, True)) == list(range(10))

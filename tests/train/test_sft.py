@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gr2.eval.generation import rerank_with_model
+from gr2.rank.generation import rerank_with_model
 from gr2.train.config import SftConfig
 from gr2.train.sft import PROMPT, RANKING, REASONING, decoupled_nll, encode_trace, train_sft
 

@@ -30,6 +30,13 @@ class EvaluateConfig(BaseModel):
     max_examples: int | None = Field(
         None, ge=1, description="Evaluate on a seeded sample of this many test examples (None: all of them)."
     )
+    generated_max_examples: int | None = Field(
+        None,
+        ge=1,
+        description="Rows that generate text (the reasoning rows) are scored on a seeded sample of this many of "
+        "the evaluation examples, each compared with the incoming order on the same sample (None: all). Direct "
+        "rows, baselines and the teacher are scored on all of them.",
+    )
     decoding: Literal["constrained", "free"] = Field(
         "constrained",
         description="How trained rows (and SFT/DAPO validation) decode. `constrained`: as served (free reasoning, "

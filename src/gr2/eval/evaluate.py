@@ -21,7 +21,6 @@ import torch
 from gr2.eval.baselines import baseline_rerankers
 from gr2.eval.config import EvaluateConfig
 from gr2.eval.gate import decide_gate
-from gr2.eval.generation import rerank_with_model
 from gr2.eval.metrics import example_metrics, rerank_metrics, target_rank
 from gr2.eval.stats import bootstrap_interval, paired_sign_flip_p_value
 from gr2.eval.validate import direct_rankings
@@ -29,6 +28,7 @@ from gr2.inputs import StageInputs
 from gr2.prerank.base import item_popularity
 from gr2.prerank.candidates import RerankExample
 from gr2.rank.direct import DirectScorer
+from gr2.rank.generation import rerank_with_model
 from gr2.traces.config import PromptConfig
 from gr2.traces.parse import parse_ranking
 from gr2.traces.prompt import build_messages
@@ -247,21 +247,37 @@ def evaluation_examples(inputs: StageInputs, config: EvaluateConfig, seed: int) 
     return examples
 
 
+def generated_sample(examples: list[RerankExample], size: int | None, seed: int) -> list[RerankExample]:
+    """The seeded sample (in stable order) that rows generating text are scored on; all when size is None."""
+    if size is None or size >= len(examples):
+        return examples
+    keep = set(random.Random(seed).sample(range(len(examples)), size))
+    return [e for i, e in enumerate(examples) if i in keep]
+
+
 def evaluate_rows(
-    inputs: StageInputs, rankers: dict[str, tuple[str, str, Ranker]], config: EvaluateConfig, seed: int
+    inputs: StageInputs,
+    rankers: dict[str, tuple[str, str, Ranker]],
+    config: EvaluateConfig,
+    seed: int,
+    generated: frozenset[str] = frozenset(),
 ) -> dict:
-    """Rows in order: baselines first, then the given (label, kind, ranker) rows; and the gate."""
+    """Rows in order: baselines first, then the given (label, kind, ranker) rows; and the gate. The rows
+    named in `generated` are scored on `generated_sample` of the examples, each against the incoming order
+    on the same examples; `metrics.scored_examples` says how many a row was scored on."""
     examples = evaluation_examples(inputs, config, seed)
+    sample = generated_sample(examples, config.generated_max_examples, seed)
     popularity = item_popularity(inputs.split.train_sequences())
     rows_in = {
         name: (BASELINE_LABELS[name], "baseline", baseline_ranker(rerank))
         for name, rerank in baseline_rerankers(popularity, seed).items()
     } | rankers
-    prerank = RowOutput([tuple(e.candidates) for e in examples])
-    rows = {
-        name: evaluate_row(name, label, kind, ranker, examples, prerank, inputs, config, seed)
-        for name, (label, kind, ranker) in rows_in.items()
-    }
+    rows = {}
+    for name, (label, kind, ranker) in rows_in.items():
+        scored = sample if name in generated else examples
+        prerank = RowOutput([tuple(e.candidates) for e in scored])
+        rows[name] = evaluate_row(name, label, kind, ranker, scored, prerank, inputs, config, seed)
+        rows[name]["metrics"]["scored_examples"] = len(scored)
     return {"examples": len(examples), "seed": seed, "rows": rows, "gate": decide_gate(rows, config.gate)}
 
 

@@ -21,13 +21,22 @@ def gate_candidate(preferred: str, trained_stages: Collection[str]) -> str | Non
     return next((row for row in (preferred, *CANDIDATE_ORDER) if model_stage(row) in trained_stages), None)
 
 
+def incoming_value(rows: dict[str, dict], candidate: str, metric: str) -> float:
+    """The incoming order's `metric` on the examples the candidate was scored on (a row scored on a sample
+    carries its difference to the incoming order on that sample)."""
+    compared = rows[candidate].get("vs_prerank", {}).get(metric)
+    if compared is not None:
+        return rows[candidate]["metrics"][metric] - compared["diff"]
+    return rows["prerank"]["metrics"][metric]
+
+
 def decide_gate(rows: dict[str, dict], config: GateConfig) -> dict:
     trained = {model_stage(name) for name, row in rows.items() if row["kind"] == "model"}
     candidate = gate_candidate(config.candidate, trained)
     rule = config.model_dump()
     if candidate is None or candidate not in rows:
         return {"passed": False, "candidate": None, "rule": rule, "reason": "no trained model row to deploy"}
-    value, baseline = rows[candidate]["metrics"][config.metric], rows["prerank"]["metrics"][config.metric]
+    value, baseline = rows[candidate]["metrics"][config.metric], incoming_value(rows, candidate, config.metric)
     invalid = rows[candidate]["metrics"]["invalid_rate"]
     quality_ok = value >= baseline - config.margin
     invalid_ok = invalid <= config.max_invalid_rate

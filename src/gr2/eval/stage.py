@@ -94,7 +94,8 @@ def run_evaluate(
     image: str,
     out_dir: Path,
 ) -> tuple[dict[str, float], bool]:
-    results = evaluate_rows(inputs, model_rankers(config, inputs, model_dirs), config.evaluate, config.seed)
+    rankers = model_rankers(config, inputs, model_dirs)
+    results = evaluate_rows(inputs, rankers, config.evaluate, config.seed, frozenset(MODEL_ROWS))
     results |= {
         "preset": config.name,
         "dataset": dataset_summary.get("name"),

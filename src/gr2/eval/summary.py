@@ -26,7 +26,7 @@ def metric_cell(row: Mapping, metric: str) -> str:
     if value is None:
         return MISSING
     interval = row.get("ci95", {}).get(metric)
-    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else f"{value:.4f}"
+    return f"{value:.4f} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else f"{value:.4f}"
 
 
 def results_table(results: Mapping) -> Table:
@@ -37,7 +37,7 @@ def results_table(results: Mapping) -> Table:
     )
     table.add_column("row")
     for header in SUMMARY_METRICS.values():
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", no_wrap=True)  # the row label wraps instead
     for key, row in results["rows"].items():
         table.add_row(row.get("label", key), *(metric_cell(row, metric) for metric in SUMMARY_METRICS))
     return table

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import torch
 
-from gr2.eval.generation import GenerationRun, rerank_with_model
 from gr2.eval.metrics import rerank_metrics
 from gr2.inputs import StageInputs
 from gr2.prerank.candidates import RerankExample
 from gr2.rank.direct import DirectScorer, fused_scores, ranking_from_scores
+from gr2.rank.generation import GenerationRun, rerank_with_model
 from gr2.traces.config import PromptConfig
 
 

@@ -1,6 +1,6 @@
 """Generators behind the re-ranker: transformers in this process, or a remote OpenAI-compatible server.
 
-Both answer a batch of rendered prompts with the two-phase constrained decoding of `gr2.serve.constrained`
+Both answer a batch of rendered prompts with the two-phase constrained decoding of `gr2.rank.constrained`
 and both serve raw chat. They are synchronous (the predictor runs them in a worker thread) and honour a
 deadline (time.monotonic seconds): past it they raise `DeadlineExceeded` instead of returning late.
 """
@@ -19,8 +19,7 @@ import torch
 from transformers import AutoTokenizer, StoppingCriteriaList
 
 from gr2.lm.models import load_model_and_tokenizer
-from gr2.rank.direct import label_logits
-from gr2.serve.constrained import (
+from gr2.rank.constrained import (
     ANSWER_OPEN,
     CLOSING,
     SEPARATOR,
@@ -30,6 +29,7 @@ from gr2.serve.constrained import (
     explanation_text,
     ranking_prefix,
 )
+from gr2.rank.direct import label_logits
 from gr2.sid.sidmap import SID_BEGIN, SID_END, sid_text
 
 Codes = tuple[int, ...]

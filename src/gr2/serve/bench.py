@@ -2,13 +2,15 @@
 
     python -m gr2.serve.bench --base tiny-random --out runs/serve-bench/tiny-random.json
     python -m gr2.serve.bench --base smollm2-135m --requests 20 --out runs/serve-bench/smollm2-135m.json
+    python -m gr2.serve.bench --base smollm2-135m --mode direct --out runs/serve-bench/smollm2-135m-direct.json
 
 Test examples: Office users' last item with their 20 previous items, and K = 10 candidates (the held-out
 item and the 9 most popular items the user has not bought, shuffled with a seed) or, with --examples, a
 prerank stage's examples (split `test`). The SIDs are random codes: latency and validity do not depend on
 what the codes mean. Measured: p50/p95 latency of sequential requests, requests/s with --clients concurrent
 clients, generated tokens/s of the server (both phases) and of plain greedy `model.generate` on the same
-prompts and token counts, and the fallback rate by reason.
+prompts and token counts, and the fallback rate by reason. `--mode direct` serves the bundle in direct mode
+(one prefill, no generated tokens) with the prompt the `beauty-cpu` preset configures.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from gr2.data.loading import load_interactions
-from gr2.serve.constrained import ANSWER_OPEN
+from gr2.rank.constrained import ANSWER_OPEN
 
 REPO = Path(__file__).resolve().parents[3]
 OFFICE = REPO / "data" / "amazon-office-2014"
@@ -60,7 +62,7 @@ def prerank_examples(folder: Path, count: int, history: int) -> list[dict]:
     return [{"history": list(e.history[-history:]), "candidates": list(e.candidates)} for e in chosen]
 
 
-def build_bundle(base: str, data: Path, work: Path, reasoning_tokens: int, seed: int) -> Path:
+def build_bundle(base: str, data: Path, work: Path, reasoning_tokens: int, seed: int, mode: str) -> Path:
     from gr2.lm.base import prepare_base_model
     from gr2.lm.config import BaseModelConfig
     from gr2.serve.bundle import write_bundle
@@ -75,8 +77,11 @@ def build_bundle(base: str, data: Path, work: Path, reasoning_tokens: int, seed:
         4, 256, {item: (c // 65536, c // 256 % 256, c % 256, 0) for item, c in zip(items, codes, strict=True)}
     )
     prepare_base_model(BaseModelConfig(name=base), sid_map, work / "base")
-    prompt = PromptConfig(history_items=20, max_prompt_tokens=4096)
-    decoding = DecodingConfig(reasoning_tokens=reasoning_tokens)
+    from gr2.config import load_preset
+
+    prompt = load_preset("beauty-cpu").prompt if mode == "direct" else PromptConfig(history_items=20)
+    prompt = prompt.model_copy(update={"max_prompt_tokens": 4096})
+    decoding = DecodingConfig(mode=mode, reasoning_tokens=reasoning_tokens)
     return write_bundle(work / "bundle", work / "base", sid_map, items, prompt, decoding)
 
 
@@ -209,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=40, help="test examples (sequential and concurrent runs)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients of the throughput run")
     parser.add_argument("--reasoning-tokens", type=int, default=64, help="reasoning budget of the bundle")
+    parser.add_argument("--mode", choices=("reasoning", "direct"), default="reasoning", help="the bundle's decoding")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (server and plain)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the numbers as JSON here")
@@ -220,14 +226,16 @@ def main(argv: list[str] | None = None) -> int:
         examples = popular_candidate_examples(args.data, args.requests, 20, 10, args.seed)
     with tempfile.TemporaryDirectory(prefix="gr2-serve-bench-") as tmp:
         work = Path(tmp)
-        bundle = build_bundle(args.base, args.data, work, args.reasoning_tokens, args.seed)
+        bundle = build_bundle(args.base, args.data, work, args.reasoning_tokens, args.seed, args.mode)
         numbers = measure_server(bundle, examples, args.clients, args.threads, work)
-        numbers |= measure_plain_generate(bundle, examples, round(numbers["tokens_per_request"]), args.threads)
+        if args.mode == "reasoning":
+            numbers |= measure_plain_generate(bundle, examples, round(numbers["tokens_per_request"]), args.threads)
     numbers |= {
         "base": args.base,
         "requests": len(examples),
         "clients": args.clients,
         "threads": args.threads,
+        "mode": args.mode,
         "reasoning_tokens": args.reasoning_tokens,
         "load_average": os.getloadavg()[0],
     }

@@ -25,8 +25,10 @@ class PromptConfig(BaseModel):
     )
     title_chars: int = Field(60, ge=8, description="Titles are cut to this many characters.")
     category_levels: int = Field(3, ge=0, description="Deepest category levels shown (0 hides categories).")
-    show_sids: bool = Field(
-        True, description="Write each item's semantic ID before its title (False: compact prompts, text only)."
+    direct_show_sids: bool = Field(
+        True,
+        description="Direct answer mode: write each item's semantic ID before its title (False: compact prompts, "
+        "text only). The reasoning mode always shows them: its answer cites items by SID.",
     )
     direct_labels: list[str] = Field(
         default_factory=lambda: list("ABCDEFGHIJ"),

@@ -11,7 +11,7 @@ Two answer modes share the item rendering:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from gr2.data.schema import Item
@@ -41,18 +41,21 @@ DIRECT_TASK = "Answer with one label."
 AnswerMode = Literal["reasoning", "direct"]
 
 
-def describe_item(item: Item, sid: str, config: PromptConfig) -> str:
+def describe_item(item: Item, sid: str | None, config: PromptConfig) -> str:
+    """`SID title (category)`; without the SID when `sid` is None."""
     title = item.display_title[: config.title_chars]
     levels = item.categories[-config.category_levels :] if config.category_levels else ()
-    shown = f"{sid} {title}" if config.show_sids else title
+    shown = f"{sid} {title}" if sid else title
     return shown + (f" ({' > '.join(levels)})" if levels else "")
 
 
-def history_lines(history: Sequence[str], catalog: dict[str, Item], sids: SidMap, config: PromptConfig) -> list[str]:
+def history_lines(
+    history: Sequence[str], catalog: dict[str, Item], sid_of: Callable[[str], str | None], config: PromptConfig
+) -> list[str]:
     shown = history[-config.history_items :]
     return [
         f"Purchase history, oldest first ({len(shown)} most recent):",
-        *(f"- {describe_item(catalog[i], sids.text(i), config)}" for i in shown),
+        *(f"- {describe_item(catalog[i], sid_of(i), config)}" for i in shown),
     ]
 
 
@@ -63,7 +66,7 @@ def user_prompt(
     return "\n".join(
         [
             f"Domain knowledge: {config.domain_knowledge}",
-            *history_lines(history, catalog, sids, config),
+            *history_lines(history, catalog, sids.text, config),
             f"Candidates ({len(candidates)}):",
             *(f"- {line}" for line in candidate_lines),
             TASK_STEPS,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gr2.eval.generation import chat_prompt
+from gr2.rank.generation import chat_prompt
 from gr2.sid.sidmap import SidMap
 
 
