@@ -43,7 +43,15 @@ def test_table_has_each_row_in_order_with_intervals_where_computed():
     assert text.index("Incoming order") < text.index("SFT + DAPO")
     prerank_line = next(line for line in text.splitlines() if "Incoming order" in line)
     assert "0.2892 " in prerank_line and "0.2892 [" not in prerank_line  # R@1 has no interval in results.json
-    assert "0.7227 [0.6827, 0.7627]" in prerank_line and "0.5101 [0.4801, 0.5401]" in prerank_line
+    assert "0.7227 [0.683, 0.763]" in prerank_line and "0.5101 [0.480, 0.540]" in prerank_line
+
+
+def test_an_80_column_terminal_keeps_each_number_on_one_line():
+    long_labels = results()
+    long_labels["rows"]["dapo"]["label"] = "SFT + DAPO, conditional reward (GR2), the gate's candidate"
+    output = io.StringIO()
+    Console(file=output, width=80).print(results_table(long_labels))
+    assert "0.7460 [0.706, 0.786]" in output.getvalue() and "0.5234 [0.493, 0.553]" in output.getvalue()
 
 
 def test_missing_metric_is_a_dash():
