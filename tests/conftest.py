@@ -16,6 +16,20 @@ REPO = Path(__file__).resolve().parents[1]
 OFFICE_USERS = 60  # the lm and serve tests' slice: tiny-random trains and decodes on it in seconds
 
 
+@pytest.fixture(scope="session", autouse=True)
+def empty_home(tmp_path_factory) -> Path:
+    """The suite runs as a new user would, with an empty home: the base-model conversions (~/.cache/gr2/models),
+    the sentence embeddings (the config's `cache`, ~/.cache/gr2) and Hugging Face's caches all start cold, so a
+    green run means a fresh machine passes. Pipeline tasks and servers started by tests inherit it."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        patch.setenv("GR2_MODEL_CACHE", str(home / ".cache" / "gr2" / "models"))
+        for variable in ("HF_HOME", "XDG_CACHE_HOME"):
+            patch.delenv(variable, raising=False)
+        yield home
+
+
 def write_dataset(folder: Path, sequences: dict[str, list[str]], items: list[dict]) -> Path:
     """A dataset folder in the normalised format, written from plain Python data."""
     folder.mkdir(parents=True, exist_ok=True)
