@@ -74,3 +74,18 @@ def test_fill_raises_a_clear_error_when_starved():
     generate, _ = scripted_generator([[1, 1, 1, 1]] * 3)
     with pytest.raises(DynamicSamplingStarvation, match="only 0 of 2 groups had differing rewards after 3"):
         fill_with_informative_groups(generate, groups_needed=2, group_size=2, min_std=1e-3, max_rounds=3)
+
+
+def test_a_full_rank_keeps_generating_while_another_rank_misses_groups():
+    """Generation gathers across processes: every rank takes part in every round, with the same group count."""
+    generate, asked = scripted_generator([[0, 1, 0, 1], [0, 1, 0, 1], [0, 1]])
+    other_rank_missing = iter([2, 2, 1, 0])
+
+    def most_missing(missing: int) -> int:
+        return max(missing, next(other_rank_missing))
+
+    batch, stats = fill_with_informative_groups(
+        generate, 2, 2, 1e-3, max_rounds=5, most_missing_of_all_ranks=most_missing
+    )
+    assert asked == [2, 2, 1] and stats.rounds == 3
+    assert batch["prompt_ids"][:, 0].tolist() == [100, 101, 102, 103]  # its own first round only

@@ -94,18 +94,22 @@ def fill_with_informative_groups(
     group_size: int,
     min_std: float,
     max_rounds: int,
+    most_missing_of_all_ranks: Callable[[int], int] = lambda missing: missing,
 ) -> tuple[Batch, DynamicSamplingStats]:
     """Call `generate(n_groups)` -> (batch, per-row rewards) until `groups_needed` informative groups are
-    collected; returns exactly that many groups."""
+    collected; returns exactly that many groups.
+
+    With several processes generation gathers across them, so every rank generates in every round, as many
+    groups as the rank missing the most (`most_missing_of_all_ranks`), until none misses any."""
     stats, kept, have = DynamicSamplingStats(), [], 0
-    while have < groups_needed:
+    while (missing := most_missing_of_all_ranks(groups_needed - have)) > 0:
         if stats.rounds == max_rounds:
             raise DynamicSamplingStarvation(
                 f"dynamic sampling: only {have} of {groups_needed} groups had differing rewards after "
                 f"{max_rounds} generation rounds ({stats.groups_dropped} of {stats.groups_generated} groups "
                 f"dropped); raise max_generation_rounds or the sampling temperature, or check the reward"
             )
-        batch, rewards = generate(groups_needed if stats.rounds == 0 else groups_needed - have)
+        batch, rewards = generate(missing)
         stats.rounds += 1
         generated = rewards.numel() // group_size
         useful = informative_groups(rewards, group_size, min_std)[: groups_needed - have]
@@ -175,7 +179,10 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         self.prompt_pool = prompt_pool
         self.min_group_reward_std = min_group_reward_std
         self.max_generation_rounds = max_generation_rounds
-        self.refill_rng = random.Random(seed)
+        self.refill_rng = random.Random(seed + self.accelerator.process_index)  # each rank its own prompts
+
+    def most_missing_of_all_ranks(self, missing: int) -> int:
+        return int(self.accelerator.gather(torch.tensor([missing], device=self.accelerator.device)).max())
 
     def fresh_inputs(self, groups: int) -> list[dict]:
         rows = self.refill_rng.sample(self.prompt_pool, min(groups, len(self.prompt_pool)))
@@ -194,8 +201,15 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
 
         generate.first = True
         batch, stats = fill_with_informative_groups(
-            generate, len(inputs) // group_size, group_size, self.min_group_reward_std, self.max_generation_rounds
+            generate,
+            len(inputs) // group_size,
+            group_size,
+            self.min_group_reward_std,
+            self.max_generation_rounds,
+            self.most_missing_of_all_ranks,
         )
+        if "num_items_in_batch" in batch:  # DAPO's normaliser: the completion tokens of the whole world
+            batch["num_items_in_batch"] = self.accelerator.gather(batch["num_items_in_batch"].reshape(1)).sum()
         self._metrics["train"]["dynamic_sampling/dropped_group_share"].append(stats.dropped_share)
         self._metrics["train"]["dynamic_sampling/rounds"].append(stats.rounds)
         return batch
