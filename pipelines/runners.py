@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 # what the Dockerfiles copy into an image, and the label `make images` records their digest in
 IMAGE_SOURCES = ("pyproject.toml", "README.md", "src", "components", "pipelines", "data", "configs", "images")
 SOURCE_LABEL = "org.gr2-kubeflow.source-digest"
+DOCKER_SDK = "pip install docker==7.2.0"
 
 
 class RunnerUnavailable(ValueError):
@@ -44,8 +45,10 @@ def local_runner(name: str, pipeline, pipeline_root: Path, workspace: Path):
 
 
 def docker_client():
-    import docker
-
+    try:
+        import docker
+    except ImportError:
+        raise RunnerUnavailable(f"--runner docker needs the docker package: {DOCKER_SDK}") from None
     try:
         client = docker.from_env()
         client.ping()

@@ -12,11 +12,12 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-import docker
 import pytest
 
-from pipelines.runners import IMAGE_SOURCES, SOURCE_LABEL, image_problems, source_digest
+from pipelines.runners import DOCKER_SDK, IMAGE_SOURCES, SOURCE_LABEL, image_problems, source_digest
 from tests.conftest import REPO
+
+docker = pytest.importorskip("docker", reason=f"the docker package is not installed ({DOCKER_SDK})")
 
 # measured, not computed: how long a run took, and how much of the sentence-embedding cache it found warm
 NOT_COMPARED = {"run.wall_seconds", "sid.cached_texts", "sid.embedded_texts"}
