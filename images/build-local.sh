@@ -85,6 +85,15 @@ check_port_free() {
         || { echo "images: 127.0.0.1:$1 is taken; set GR2_PACKAGES_PORT to a free port" >&2; exit 1; }
 }
 
+wait_for_port() {
+    for _ in $(seq 50); do
+        "$PYTHON" -c "import socket; socket.create_connection(('127.0.0.1', $1)).close()" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "images: nothing answers on 127.0.0.1:$1" >&2
+    exit 1
+}
+
 build() {
     local flavour=$1 tag=$2 started
     started=$(date +%s)
@@ -105,23 +114,16 @@ make_base
 echo "base $BASE_TAG ready in $(($(date +%s) - started)) s" >&2
 
 LOGS=$(mktemp -d /tmp/gr2-images.XXXXXX)
-port=$PACKAGES_PORT
-check_port_free "$port"
+check_port_free "$PACKAGES_PORT"
 LOCAL_PACKAGES=()
 {
     read -r server
     while read -r setting; do
         [ -z "${setting#*=}" ] || LOCAL_PACKAGES+=(--build-arg "$setting")
     done
-} < <(serve_local_packages "$LOGS/packages" "$port")
+} < <(serve_local_packages "$LOGS/packages" "$PACKAGES_PORT")
 trap 'kill "$server"' EXIT
-"$PYTHON" -c "import socket, time
-for _ in range(50):
-    try:
-        socket.create_connection(('127.0.0.1', $port)).close()
-        break
-    except OSError:
-        time.sleep(0.1)"
+wait_for_port "$PACKAGES_PORT"
 [ $# -gt 0 ] || set -- cpu serve
 for flavour in "$@"; do
     case $flavour in
