@@ -29,7 +29,8 @@ def test_gpu_check_runs_on_cpu_and_says_its_numbers_are_not_gpu_numbers(tmp_path
     report = json.loads((tmp_path / "gpu-check.json").read_text())
     steps = {(t["model"], t["step"]) for t in report["timings"]}
     for model in ("qwen3-1.7b", "qwen3-8b"):
-        for step in ("midtrain step", "sft step (decoupled loss)", "dapo step (constrained rollouts)"):
+        trained = ("midtrain step", "sft step (decoupled loss)", "dapo step (constrained rollouts)")
+        for step in (*trained, "direct sft step (label logits)"):
             assert (model, step) in steps
         assert (model, "serving, batch 1") in steps and (model, "serving, batch 16") in steps
     assert all(t["seconds"] > 0 for t in report["timings"])

@@ -7,6 +7,8 @@ peak memory:
 - an SFT step with the decoupled loss (`gr2.train.sft.decoupled_nll`) at `beauty-gpu`'s batch and length;
 - a CoT DAPO-like step: one group of constrained rollouts through HF generate (the serving decoder
   `gr2.serve.backends.LocalBackend`, sampled), then the token-level policy-gradient loss over them;
+- a GR2-Direct SFT step (`gr2.train.direct`): the top trainable layers over the frozen layers' cached
+  activations, the label logits and the listwise loss, one view at a time over a batch;
 - the serving decoder (greedy constrained answers) at batch 1 and 16.
 It writes DIR/gpu-check.json and DIR/gpu-check.md and prints the GPU-hours per stage of `beauty-gpu` these
 times imply. Without a GPU it runs the same steps at tiny shapes (so the test suite keeps it working) and
@@ -20,6 +22,7 @@ vocabulary is Qwen3's tokenizer length plus the SID tokens, so the output layer 
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import math
 import random
@@ -36,9 +39,12 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen3Con
 from gr2.config import RunConfig, load_preset
 from gr2.data.registry import data_root
 from gr2.lm.vocab import add_sid_tokens, padded_size
+from gr2.rank.direct import label_token_ids
 from gr2.serve.backends import LocalBackend
 from gr2.sid.sidmap import SidMap
 from gr2.storage.atomic import write_json_atomic, write_text_atomic
+from gr2.train.direct import FrozenLowerLayers
+from gr2.train.direct_losses import listwise_loss
 from gr2.train.sft import RANKING, REASONING, decoupled_nll
 
 QWEN3_TOKENIZER_LENGTH = 151_669  # tokens of the Qwen3 tokenizer; its checkpoints pad the matrix to 151,936
@@ -88,6 +94,8 @@ class Shapes:
     reasoning_tokens: int
     serving_reasoning_tokens: int
     candidates: int
+    direct_batch: int
+    direct_trainable_layers: int
 
 
 @dataclass(frozen=True)
@@ -116,10 +124,12 @@ def gpu_shapes(config: RunConfig) -> Shapes:
         reasoning_tokens=config.dapo.max_completion_length,
         serving_reasoning_tokens=config.dapo.reasoning_tokens,
         candidates=config.prerank.k,
+        direct_batch=config.direct_sft.batch_size,
+        direct_trainable_layers=config.direct_sft.trainable_layers,
     )
 
 
-TINY_SHAPES = Shapes(2, 64, 2, 96, 48, 2, 8, 8, candidates=3)
+TINY_SHAPES = Shapes(2, 64, 2, 96, 48, 2, 8, 8, candidates=3, direct_batch=2, direct_trainable_layers=1)
 
 
 def training_tokenizer(seed: int) -> PreTrainedTokenizerFast:
@@ -146,6 +156,13 @@ def candidate_sids(count: int, seed: int) -> SidMap:
     rng = random.Random(seed)
     codes = {f"item{n}": (rng.randrange(256), rng.randrange(256), rng.randrange(256), n) for n in range(count)}
     return SidMap(levels=4, codebook_size=256, codes=codes)
+
+
+def labels_as_tokens(tokenizer, count: int) -> list[str]:
+    """The direct-mode labels (A, B, ...): one token each, as in a real tokenizer's vocabulary."""
+    labels = [chr(ord("A") + slot) for slot in range(count)]
+    tokenizer.add_tokens([label for label in labels if len(tokenizer.encode(label, add_special_tokens=False)) != 1])
+    return labels
 
 
 def build_model(shape: dict, vocab_size: int, device: torch.device, dtype: torch.dtype):
@@ -250,6 +267,24 @@ def dapo_step(model, optimiser, tokenizer, sids: SidMap, shapes: Shapes, device:
     return step
 
 
+def direct_step(model, tokenizer, labels: list[str], shapes: Shapes, device: torch.device) -> Callable[[], None]:
+    """GR2-Direct's SFT step on `direct_batch` views of one prompt: the frozen layers' activations are computed
+    once per prompt and reused for every epoch, so only the top layers run per step (as in training)."""
+    split = FrozenLowerLayers(model, shapes.direct_trainable_layers, label_token_ids(tokenizer, labels))
+    optimiser = torch.optim.AdamW(split.trainable().values(), lr=1e-6)
+    ids = tokenizer(prompt_text(tokenizer, shapes.prompt_tokens, seed=3), add_special_tokens=False)["input_ids"]
+    lower = split.lower(ids)
+
+    def step() -> None:
+        model.train()
+        for view in range(shapes.direct_batch):
+            (listwise_loss(split.label_scores(lower), view % shapes.candidates, 1.0) / shapes.direct_batch).backward()
+        optimiser.step()
+        optimiser.zero_grad(set_to_none=True)
+
+    return step
+
+
 def serving_step(model, tokenizer, sids: SidMap, shapes: Shapes, batch: int) -> Callable[[], None]:
     prompts = [prompt_text(tokenizer, shapes.prompt_tokens, seed=2 + row) for row in range(batch)]
     options = [list(sids.codes.values())] * batch
@@ -264,6 +299,7 @@ def check_model(name: str, shape: dict, shapes: Shapes, device: torch.device, re
     tokenizer = training_tokenizer(seed=0)
     sids = candidate_sids(shapes.candidates, seed=0)
     add_sid_tokens(tokenizer, sids)
+    labels = labels_as_tokens(tokenizer, shapes.candidates)
     vocab = padded_size(
         QWEN3_TOKENIZER_LENGTH + len(sids.vocabulary()) if device.type == "cuda" else len(tokenizer), 64
     )
@@ -276,35 +312,37 @@ def check_model(name: str, shape: dict, shapes: Shapes, device: torch.device, re
         "midtrain step": (
             f"{shapes.midtrain_batch} x {shapes.midtrain_length} tokens",
             shapes.midtrain_batch * shapes.midtrain_length,
-            midtrain_step(model, optimiser, shapes.midtrain_batch, shapes.midtrain_length, vocab, device),
+            lambda: midtrain_step(model, optimiser, shapes.midtrain_batch, shapes.midtrain_length, vocab, device),
         ),
         "sft step (decoupled loss)": (
             f"{shapes.sft_batch} x {shapes.sft_length} tokens",
             shapes.sft_batch * shapes.sft_length,
-            sft_step(model, optimiser, shapes.sft_batch, shapes.sft_length, vocab, device),
+            lambda: sft_step(model, optimiser, shapes.sft_batch, shapes.sft_length, vocab, device),
         ),
         "dapo step (constrained rollouts)": (
             f"{shapes.generations} rollouts, prompt {shapes.prompt_tokens}, reasoning {shapes.reasoning_tokens}",
             shapes.generations * shapes.reasoning_tokens,
-            dapo_step(model, optimiser, tokenizer, sids, shapes, device),
+            lambda: dapo_step(model, optimiser, tokenizer, sids, shapes, device),
+        ),
+        "direct sft step (label logits)": (
+            f"{shapes.direct_batch} views, prompt {shapes.prompt_tokens}, top {shapes.direct_trainable_layers} layers",
+            shapes.direct_batch * shapes.prompt_tokens,
+            lambda: direct_step(model, tokenizer, labels, shapes, device),  # freezes the lower layers: last
         ),
         **{
             f"serving, batch {batch}": (
                 f"{batch} x prompt {shapes.prompt_tokens}, reasoning {shapes.serving_reasoning_tokens}",
                 batch * shapes.serving_reasoning_tokens,
-                serving_step(model, tokenizer, sids, shapes, batch),
+                lambda batch=batch: serving_step(model, tokenizer, sids, shapes, batch),
             )
             for batch in SERVING_BATCHES
         },
     }
     timings = []
-    for step, (shape_text, tokens, run) in steps.items():
-        seconds, peak = timed(run, device, repeats)
+    for step, (shape_text, tokens, make_step) in steps.items():
+        seconds, peak = timed(make_step(), device, repeats)
         timings.append(Timing(name, step, shape_text, seconds, peak, tokens))
         print(f"{name:12} {step:34} {seconds:9.3f} s  peak {peak:6.1f} GiB  ({shape_text})", flush=True)
-    del model, optimiser
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return timings
 
 
@@ -365,9 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("no GPU: tiny shapes on the CPU; these numbers are not GPU numbers")
         checks = {name: (TINY_SHAPE, TINY_SHAPES) for name in QWEN3_SHAPES}
-    timings = [
-        t for name, (shape, shapes) in checks.items() for t in check_model(name, shape, shapes, device, args.repeats)
-    ]
+    timings: list[Timing] = []
+    for name, (shape, shapes) in checks.items():
+        timings += check_model(name, shape, shapes, device, args.repeats)
+        gc.collect()  # the checked model is released with its frame; give its GPU memory back too
+        if on_gpu:
+            torch.cuda.empty_cache()
     sequences = training_sequences(config)
     hours = gpu_hours(timings, config, sequences, args.sft_traces)
     report = {
