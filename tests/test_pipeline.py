@@ -96,7 +96,8 @@ def run_smoke(out) -> tuple[dict[str, float], str]:
     """The smoke preset's metrics, and what `gr2 run` showed on the terminal."""
     shown = io.StringIO()
     with contextlib.redirect_stderr(shown):
-        assert main(["run", "--preset", "smoke", "--out", str(out)]) == 0
+        exit_code = main(["run", "--preset", "smoke", "--out", str(out)])
+    assert exit_code == 0, shown.getvalue()[-4000:]
     return json.loads((out / "metrics.json").read_text()), shown.getvalue()
 
 
