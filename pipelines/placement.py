@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from kfp import kubernetes
-from kfp.dsl import PipelineTask
 
 from gr2.config import RunConfig
 from gr2.distributed.placement import TrainJobPlacement
+
+if TYPE_CHECKING:  # the training components import this module inside a task, where kfp.dsl is minimal
+    from kfp.dsl import PipelineTask
 
 KIND_LABEL = "gr2.kubeflow.org/kind"
 SHM_VOLUME = "dshm"
@@ -137,6 +138,8 @@ def place_task(
     from the `api_key` entry of the secret named by `cluster.teacher_secret` (optional, so clusters
     without a remote teacher run too).
     """
+    from kfp import kubernetes
+
     spec = task_kind(kind)
     if cluster is None:
         return task

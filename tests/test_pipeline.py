@@ -125,6 +125,10 @@ def test_smoke_pipeline_runs_every_stage(smoke_run):
     assert metrics["dapo.last_step_gr2_valid_share"] == 1.0  # constrained rollouts
     dapo_metrics = {"recall@1", "recall@5", "ndcg@5", "order_copy_rate", "invalid_rate"}
     assert {f"dapo.{name}" for name in dapo_metrics} <= set(metrics)
+    assert metrics["direct_sft.train_steps"] == 4 and metrics["direct_dapo.train_steps"] == 2
+    assert metrics["direct_dapo.last_step_valid_share"] == 1.0  # every Plackett-Luce sample is a permutation
+    for row in ("direct_sft", "direct_sft_fused", "direct_dapo", "direct_dapo_fused"):
+        assert metrics[f"evaluate.{row}.invalid_rate"] == 0.0
     assert metrics["evaluate.prerank.ndcg@5"] == pytest.approx(metrics["prerank.ndcg@5"])
     assert metrics["evaluate.oracle.recall@1"] == 1.0
     assert metrics["evaluate.gate_passed"] in (0.0, 1.0)
@@ -158,6 +162,8 @@ def test_smoke_run_publishes_report_manifest_and_request(smoke_run):
     deployed = list((out / "kfp").glob("*/deploy/inference_service"))
     assert bool(deployed) == bool(metrics["evaluate.gate_passed"])
     assert (out / "bundle" / "gr2.json").is_file() and (out / "bundle" / "sid_map.json").is_file()
+    bundled = json.loads((out / "bundle" / "gr2.json").read_text())
+    assert bundled["decoding"]["mode"] == "direct" and bundled["source"]["row"] == "direct_dapo_fused"
 
 
 @pytest.mark.slow

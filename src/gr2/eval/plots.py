@@ -16,12 +16,23 @@ from matplotlib.figure import Figure
 KIND_COLOURS = {"baseline": "#8c8c8c", "teacher": "#d98c1f", "model": "#2b6cb0"}
 REFERENCE_ROW = "prerank"
 DAPO_RUNS = ("dapo", "dapo_naive")
-RUN_COLOURS = {"sft": "#7b5ea7", "dapo": KIND_COLOURS["model"], "dapo_naive": "#d1495b"}
+DIRECT_DAPO_RUNS = ("direct_dapo", "direct_dapo_naive")
+RUN_COLOURS = {
+    "sft": "#7b5ea7",
+    "dapo": KIND_COLOURS["model"],
+    "dapo_naive": "#d1495b",
+    "direct_sft": "#2a9d8f",
+    "direct_dapo": "#264653",
+    "direct_dapo_naive": "#e9c46a",
+}
 CURVE_PANELS = (  # (title, metric, curve keys drawn in the panel)
     ("SFT loss", "loss", ("sft",)),
     ("DAPO reward", "reward", DAPO_RUNS),
     ("DAPO valid-output share", "gr2/valid_share", DAPO_RUNS),
     ("DAPO order-copy rate", "gr2/order_copy_rate", DAPO_RUNS),
+    ("Direct SFT loss", "loss", ("direct_sft",)),
+    ("Direct DAPO reward", "reward_mean", DIRECT_DAPO_RUNS),
+    ("Direct DAPO order-copy rate", "order_copy_rate", DIRECT_DAPO_RUNS),
 )
 INTERVAL_METRICS = (("recall@5", "Recall@5"), ("ndcg@5", "NDCG@5"))
 PANEL_COLUMNS = 4
