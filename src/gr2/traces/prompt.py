@@ -89,11 +89,12 @@ def direct_user_prompt(
             f"direct prompt: {len(candidates)} candidates but only {len(config.direct_labels)} direct_labels"
         )
     ranks = [f" [upstream rank {r}]" for r in incoming_ranks] if incoming_ranks else [""] * len(candidates)
+    sid_of = sids.text if config.direct_show_sids else lambda item: None
     candidate_lines = [
-        f"{label}. {describe_item(catalog[i], sids.text(i), config)}{rank}"
+        f"{label}. {describe_item(catalog[i], sid_of(i), config)}{rank}"
         for label, i, rank in zip(config.direct_labels, candidates, ranks, strict=False)
     ]
-    return "\n".join([*history_lines(history, catalog, sids, config), "Candidates:", *candidate_lines, DIRECT_TASK])
+    return "\n".join([*history_lines(history, catalog, sid_of, config), "Candidates:", *candidate_lines, DIRECT_TASK])
 
 
 def build_messages(
