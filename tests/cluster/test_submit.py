@@ -170,7 +170,7 @@ def test_retrain_without_a_training_stage_is_an_error(monkeypatch, kfp_api):
     with pytest.raises(
         SubmitError,
         match="retrain: preset smoke compiles no stage of a kind that retraining "
-        r"re-runs \(ingest, gpu-train\)",
+        r"re-runs \(ingest, gpu-train, trainjob\)",
     ):
         submit_run(host, load_preset("smoke"), token="t", retrain=True)
     assert fake.requests == []
