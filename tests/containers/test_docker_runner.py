@@ -69,6 +69,11 @@ def compared(metrics: dict[str, float]) -> dict[str, float]:
 @pytest.mark.containers
 @pytest.mark.slow
 @pytest.mark.timeout(2 * SMOKE_MINUTES * 60)
+@pytest.mark.skipif(
+    os.environ.get("GR2_CONTAINER_SMOKE") != "1",
+    reason="two whole smoke runs (about twice the suite's longest test); opt in with GR2_CONTAINER_SMOKE=1 "
+    "until it has passed once end to end (docs/benchmarks.md, Not measured yet)",
+)
 def test_smoke_in_containers_gives_the_subprocess_runners_metrics(cpu_image, tmp_path):
     in_containers = smoke_metrics(tmp_path / "docker", "docker", {"GR2_GPU_IMAGE": cpu_image})
     in_this_environment = smoke_metrics(tmp_path / "subprocess", "subprocess", {})
