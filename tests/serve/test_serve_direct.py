@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from gr2.lm.models import load_model_and_tokenizer
-from gr2.rank.direct import DirectScorer, fused_scores, ranking_from_scores
+from gr2.rank.direct import DirectScorer, PromptContext, fused_scores, ranking_from_scores
 from gr2.serve.bundle import load_bundle, write_bundle
 from gr2.serve.config import DecodingConfig
+from gr2.traces.collaborative import CollaborativeCounts
 from tests.serve.test_serve_http import outputs_by_name, running_server, v2_body
 
 FUSION_LAMBDA = 0.5
 
 
-@pytest.fixture(scope="module")
-def direct_bundle_dir(bundle_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=["answer", "candidate"])
+def direct_bundle_dir(request, bundle_dir, sequences, tmp_path_factory):
+    """Shuffled candidates with their upstream ranks; the `candidate` readout also cites collaborative counts,
+    which the bundle carries."""
     bundle = load_bundle(bundle_dir)
+    work = tmp_path_factory.mktemp("direct")
+    checkpoint = shutil.copytree(bundle_dir, work / "checkpoint")
+    evidence = request.param == "candidate"
+    if evidence:
+        CollaborativeCounts.from_sequences(dict(enumerate(sequences))).save(checkpoint)
+    prompt_settings = {"direct_shuffle": True, "direct_show_ranks": True, "direct_readout": request.param}
     return write_bundle(
-        tmp_path_factory.mktemp("direct") / "bundle",
-        bundle_dir,
+        work / "bundle",
+        checkpoint,
         bundle.sid_map,
         bundle.catalog,
-        bundle.manifest.prompt.model_copy(update={"direct_shuffle": True, "direct_show_ranks": True}),
+        bundle.manifest.prompt.model_copy(update={**prompt_settings, "direct_evidence": evidence}),
         DecodingConfig(mode="direct", fusion_lambda=FUSION_LAMBDA, max_candidates=10),
         source={"test": "tiny-random, direct"},
     )
@@ -37,7 +48,8 @@ def library_ranking(bundle_dir, history, candidates) -> list[str]:
     """The ranking evaluation would give this request (gr2.rank.direct on the bundle's model and prompt)."""
     bundle = load_bundle(bundle_dir)
     model, tokenizer = load_model_and_tokenizer(bundle_dir)
-    scorer = DirectScorer(model, tokenizer, bundle.catalog, bundle.sid_map, bundle.manifest.prompt)
+    context = PromptContext(bundle.catalog, bundle.sid_map, bundle.manifest.prompt, bundle.evidence)
+    scorer = DirectScorer(model, tokenizer, context)
     scores = scorer.score([(history, candidates)])[0]
     return list(ranking_from_scores(candidates, fused_scores(scores, FUSION_LAMBDA)))
 

@@ -10,12 +10,15 @@ from gr2.prerank.candidates import RerankExample
 from gr2.rank.direct import (
     DirectScorer,
     LabelTokenError,
+    PromptContext,
     direct_prompt,
     fused_scores,
     label_token_ids,
     ranking_from_scores,
     shown_order,
 )
+from gr2.traces.collaborative import CollaborativeCounts
+from gr2.traces.config import PromptConfig
 from gr2.train.config import DirectDapoConfig, DirectSftConfig, RewardConfig
 from gr2.train.direct import (
     CHECKPOINT_DIR,
@@ -101,43 +104,87 @@ def test_fusion_with_a_large_lambda_gives_back_the_incoming_order():
 def test_shuffled_prompts_are_seeded_by_the_candidates_and_scores_come_back_in_incoming_order(tiny, office):
     model, tokenizer = tiny
     catalog, sids, _, examples = office
-    from gr2.traces.config import PromptConfig
-
     config = PromptConfig(
         history_items=3, title_chars=24, direct_show_sids=False, direct_shuffle=True, direct_show_ranks=True
     )
     example = examples[0]
     assert shown_order(example.candidates, True) == shown_order(example.candidates, True)
     assert sorted(shown_order(example.candidates, True)) == list(range(10))
-    prompt = direct_prompt(tokenizer, example.history, example.candidates, catalog, sids, config)
+    context = PromptContext(catalog, sids, config)
+    prompt = direct_prompt(tokenizer, example.history, example.candidates, context)
     first = prompt.shown[0]
     assert f"A. {catalog[example.candidates[first]].display_title[:24]}" in prompt.text
     assert f"[upstream rank {first + 1}]" in prompt.text
-    scorer = DirectScorer(model, tokenizer, catalog, sids, config, batch_size=2)
+    assert_serving_and_training_paths_agree(model, tokenizer, context, examples)
+
+
+def assert_serving_and_training_paths_agree(model, tokenizer, context, examples):
+    scorer = DirectScorer(model, tokenizer, context, batch_size=2)
     batched = scorer.score([(e.history, e.candidates) for e in examples[:3]])
     alone = scorer.score([(examples[2].history, examples[2].candidates)])
     assert torch.allclose(batched[2], alone[0], atol=1e-4)  # left padding changes nothing
-    split = FrozenLowerLayers(model, 1, scorer.label_ids)
-    ids = tokenizer(scorer.prompt(example.history, example.candidates).text, add_special_tokens=False)["input_ids"]
-    split_scores = scorer.prompt(example.history, example.candidates).incoming_order(
-        split.label_scores(split.lower(ids))
-    )
+    split = FrozenLowerLayers(model, 1, scorer.head_ids)
+    prompt = scorer.prompt(examples[0].history, examples[0].candidates)
+    ids = tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+    split_scores = prompt.incoming_order(split.label_scores(split.lower(ids), prompt))
     assert torch.allclose(split_scores, batched[0], atol=1e-2)  # the training path scores as serving does
 
 
-def test_direct_sft_learns_and_resumes(tiny_dir, office, prompt_config, tmp_path):
+def test_candidate_readout_with_evidence_reads_each_line_end_and_cites_the_train_counts(tiny, office):
+    model, tokenizer = tiny
+    catalog, sids, split, examples = office
+    config = PromptConfig(
+        history_items=3,
+        title_chars=24,
+        category_levels=0,
+        direct_show_sids=False,
+        direct_shuffle=True,
+        direct_evidence=True,
+        direct_readout="candidate",
+    )
+    with pytest.raises(ValueError, match="direct_evidence"):
+        PromptContext(catalog, sids, config)
+    counts = CollaborativeCounts.from_sequences(split.train_sequences())
+    context = PromptContext(catalog, sids, config, counts)
+    example = next(e for e in examples if any(counts.followed(e.history, c) for c in e.candidates))
+    prompt = direct_prompt(tokenizer, example.history, example.candidates, context)
+    ids = tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+    assert len(prompt.positions) == len(example.candidates)
+    for label, index, position in zip("ABCDEFGHIJ", prompt.shown, prompt.positions, strict=True):
+        line = f"{label}. {catalog[example.candidates[index]].display_title[:24]}"
+        note = f"[next {counts.followed(example.history, example.candidates[index])}, "
+        note += f"with {counts.bought_with(example.history, example.candidates[index])}]"
+        assert f"{line} {note}\n" in prompt.text
+        assert "]" in tokenizer.decode(ids[position])  # the score is read where the line ends
+    assert_serving_and_training_paths_agree(model, tokenizer, context, examples)
+
+
+def test_collaborative_counts_round_trip_and_a_missing_file_is_named(office, tmp_path):
+    _, _, split, _ = office
+    counts = CollaborativeCounts.from_sequences(split.train_sequences())
+    with pytest.raises(FileNotFoundError, match="collaborative_counts"):
+        CollaborativeCounts.load(tmp_path)
+    counts.save(tmp_path)
+    assert CollaborativeCounts.load(tmp_path) == counts
+
+
+@pytest.mark.parametrize("readout", ["answer", "candidate"])
+def test_direct_sft_learns_and_resumes(tiny_dir, office, prompt_config, tmp_path, readout):
     from gr2.lm.models import load_model_and_tokenizer
 
-    catalog, sids, _, examples = office
+    catalog, sids, split, examples = office
+    evidence = CollaborativeCounts.from_sequences(split.train_sequences()) if readout == "candidate" else None
+    prompt_config = prompt_config.model_copy(
+        update={"direct_readout": readout, "direct_evidence": evidence is not None}
+    )
     config = DirectSftConfig(trainable_layers=1, epochs=3, batch_size=4, learning_rate=3e-3, save_steps=2)
     model, tokenizer = load_model_and_tokenizer(tiny_dir)
     train = examples[:8]
-    metrics, curve = train_direct_sft(model, tokenizer, train, catalog, sids, prompt_config, config, 0, tmp_path)
+    context = PromptContext(catalog, sids, prompt_config, evidence)
+    metrics, curve = train_direct_sft(model, tokenizer, train, context, config, 0, tmp_path)
     assert metrics["train_steps"] == 6 and curve[-1]["loss"] < curve[0]["loss"]
     resumed_model, _ = load_model_and_tokenizer(tiny_dir)
-    again, _ = train_direct_sft(
-        resumed_model, tokenizer, examples[:8], catalog, sids, prompt_config, config, 0, tmp_path
-    )
+    again, _ = train_direct_sft(resumed_model, tokenizer, examples[:8], context, config, 0, tmp_path)
     assert again["resumed_from_step"] == 6 and again["train_steps"] == 6
     for (name, a), b in zip(model.state_dict().items(), resumed_model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -151,20 +198,17 @@ def test_direct_dapo_steps_with_dynamic_sampling_and_resume(tiny_dir, office, pr
         trainable_layers=1, num_generations=4, prompts_per_step=2, max_steps=2, learning_rate=1e-3, save_steps=1
     )
     model, tokenizer = load_model_and_tokenizer(tiny_dir)
-    metrics, curve = train_direct_dapo(
-        model, tokenizer, examples[:6], catalog, sids, prompt_config, config, 0, tmp_path
-    )
+    context = PromptContext(catalog, sids, prompt_config)
+    metrics, curve = train_direct_dapo(model, tokenizer, examples[:6], context, config, 0, tmp_path)
     assert metrics["train_steps"] == 2 and len(curve) == 2
     assert {"reward_mean", "rank_reward_std", "format_bonus_mean", "order_copy_rate", "clip_ratio"} <= set(curve[0])
     assert curve[0]["valid_share"] == 1.0 and curve[0]["reward_std"] > 0
     (tmp_path / "once").mkdir()
     resumed = DirectDapoConfig(**{**config.model_dump(), "max_steps": 1})
     fresh, _ = load_model_and_tokenizer(tiny_dir)
-    train_direct_dapo(fresh, tokenizer, examples[:6], catalog, sids, prompt_config, resumed, 0, tmp_path / "once")
+    train_direct_dapo(fresh, tokenizer, examples[:6], context, resumed, 0, tmp_path / "once")
     assert (tmp_path / "once" / CHECKPOINT_DIR).is_dir()
-    _, finished = train_direct_dapo(
-        fresh, tokenizer, examples[:6], catalog, sids, prompt_config, config, 0, tmp_path / "once"
-    )
+    _, finished = train_direct_dapo(fresh, tokenizer, examples[:6], context, config, 0, tmp_path / "once")
     assert finished[-1]["reward_mean"] == pytest.approx(curve[-1]["reward_mean"])
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name

@@ -27,7 +27,7 @@ from gr2.eval.validate import direct_rankings
 from gr2.inputs import StageInputs
 from gr2.prerank.base import item_popularity
 from gr2.prerank.candidates import RerankExample
-from gr2.rank.direct import DirectScorer
+from gr2.rank.direct import DirectScorer, stage_prompt_context
 from gr2.rank.generation import rerank_with_model
 from gr2.traces.config import PromptConfig
 from gr2.traces.parse import parse_ranking
@@ -101,7 +101,7 @@ def direct_rankers(
     model, tokenizer, inputs: StageInputs, prompt: PromptConfig, config: EvaluateConfig, fusion_lambda: float
 ) -> tuple[Ranker, Ranker]:
     """The direct model alone and fused with the incoming order: one prefill per example serves both."""
-    scorer = DirectScorer(model, tokenizer, inputs.catalog, inputs.sids, prompt, config.batch_size)
+    scorer = DirectScorer(model, tokenizer, stage_prompt_context(inputs, prompt), config.batch_size)
     scored: dict[tuple, torch.Tensor] = {}
     speed: dict[str, float] = {}
 

@@ -10,7 +10,7 @@ import torch
 from gr2.eval.metrics import rerank_metrics
 from gr2.inputs import StageInputs
 from gr2.prerank.candidates import RerankExample
-from gr2.rank.direct import DirectScorer, fused_scores, ranking_from_scores
+from gr2.rank.direct import DirectScorer, PromptContext, fused_scores, ranking_from_scores
 from gr2.rank.generation import GenerationRun, rerank_with_model
 from gr2.traces.config import PromptConfig
 
@@ -69,7 +69,7 @@ def validate_direct(
     model,
     tokenizer,
     inputs: StageInputs,
-    prompt: PromptConfig,
+    context: PromptContext,
     limit: int | None,
     batch_size: int,
     lambdas: Sequence[float],
@@ -79,7 +79,7 @@ def validate_direct(
     examples = inputs.examples_of("valid", limit, seed)
     if not examples:
         raise ValueError("no 'valid' examples to validate on; raise data.rerank_valid_fraction or max_users")
-    scorer = DirectScorer(model, tokenizer, inputs.catalog, inputs.sids, prompt, batch_size)
+    scorer = DirectScorer(model, tokenizer, context, batch_size)
     scores = scorer.score([(e.history, e.candidates) for e in examples], progress=True)
     best, ndcg_by_lambda = choose_fusion_lambda(examples, scores, lambdas)
     incoming, targets = [e.candidates for e in examples], [e.target for e in examples]

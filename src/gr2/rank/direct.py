@@ -1,7 +1,9 @@
-"""Direct ranking: every candidate scored by the logit of its label token at the first answer position.
+"""Direct ranking: every candidate scored from one prefill, no sampling (FIRST, LlamaRec).
 
-One prefill per request, no sampling (FIRST, LlamaRec). The prompt labels the candidates with
-`PromptConfig.direct_labels` (one token each, checked by `label_token_ids`); with `direct_shuffle` they are
+Two readouts (`PromptConfig.direct_readout`): `answer` scores a candidate by the logit of its label token at
+the first answer position; the prompt labels the candidates with `PromptConfig.direct_labels` (one token
+each, checked by `label_token_ids`). `candidate` scores it by the logit of `direct_score_token` at the end of
+its own line, where the model has just read it against the history. With `direct_shuffle` the candidates are
 shown in an order seeded by the candidate list, so a label carries no position. Scores are returned in the
 incoming order of the candidates, and may be fused with the incoming order's prior (`fused_scores`).
 """
@@ -17,10 +19,14 @@ import torch
 from tqdm.auto import tqdm
 
 from gr2.data.schema import Item
+from gr2.inputs import StageInputs
 from gr2.lm.chat import render_prompt
 from gr2.sid.sidmap import SidMap
+from gr2.traces.collaborative import CollaborativeCounts
 from gr2.traces.config import PromptConfig
 from gr2.traces.prompt import build_messages
+
+CANDIDATES_HEADER = "\nCandidates:\n"
 
 
 class LabelTokenError(ValueError):
@@ -54,9 +60,44 @@ def shown_order(candidates: Sequence[str], shuffle: bool, salt: int = 0) -> tupl
 
 
 @dataclass(frozen=True)
+class PromptContext:
+    """What a direct prompt is built from besides the request: the items' text, their SIDs, the prompt
+    settings, and the collaborative counts when `config.direct_evidence` writes them."""
+
+    catalog: dict[str, Item]
+    sids: SidMap
+    config: PromptConfig
+    evidence: CollaborativeCounts | None = None
+
+    def __post_init__(self) -> None:
+        if self.config.direct_evidence and self.evidence is None:
+            raise ValueError("prompt.direct_evidence is on but no collaborative counts were given to the prompt")
+
+
+def stage_prompt_context(inputs: StageInputs, config: PromptConfig) -> PromptContext:
+    """A pipeline stage's prompt context: collaborative counts from the train split when the prompt shows them."""
+    train = inputs.split.train_sequences()
+    evidence = CollaborativeCounts.from_sequences(train) if config.direct_evidence else None
+    return PromptContext(inputs.catalog, inputs.sids, config, evidence)
+
+
+def head_token_ids(tokenizer, config: PromptConfig) -> list[int]:
+    """The tokens whose logits are the scores: the labels (`answer` readout) or the score token."""
+    labels = label_token_ids(tokenizer, config.direct_labels)
+    return labels if config.direct_readout == "answer" else label_token_ids(tokenizer, [config.direct_score_token])
+
+
+@dataclass(frozen=True)
 class DirectPrompt:
     text: str
     shown: tuple[int, ...]  # incoming index of the candidate under each label
+    positions: tuple[int, ...] | None = None  # `candidate` readout: token index ending each candidate line
+
+    def scores(self, hidden: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        """Per-label scores from this prompt's final hidden states (T, hidden), T its own length."""
+        if self.positions is None:
+            return hidden[-1] @ head.T
+        return hidden[list(self.positions)] @ head[0]
 
     def incoming_order(self, label_scores: torch.Tensor) -> torch.Tensor:
         """Per-label scores (len >= shown) -> per-candidate scores in the incoming order."""
@@ -65,21 +106,48 @@ class DirectPrompt:
         return scores
 
 
-def direct_prompt(
-    tokenizer,
+def candidate_notes(
     history: Sequence[str],
     candidates: Sequence[str],
-    catalog: dict[str, Item],
-    sids: SidMap,
+    shown: Sequence[int],
     config: PromptConfig,
-    salt: int = 0,
+    evidence: CollaborativeCounts | None,
+) -> list[str]:
+    """What the prompt writes beside each shown candidate: its upstream rank and collaborative evidence."""
+    notes = []
+    for index in shown:
+        parts = [f"upstream rank {index + 1}"] if config.direct_show_ranks else []
+        if config.direct_evidence:
+            parts.append(evidence.note(history, candidates[index]))
+        notes.append("; ".join(parts))
+    return notes
+
+
+def line_end_positions(tokenizer, text: str, lines: int) -> tuple[int, ...]:
+    """Token index of the last character of each of the `lines` candidate lines in a rendered prompt."""
+    start = text.rindex(CANDIDATES_HEADER) + len(CANDIDATES_HEADER)
+    ends = []
+    for _ in range(lines):
+        end = text.index("\n", start)
+        ends.append(end - 1)
+        start = end + 1
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    token_of_char = {char: index for index, (first, last) in enumerate(offsets) for char in range(first, last)}
+    return tuple(token_of_char[char] for char in ends)
+
+
+def direct_prompt(
+    tokenizer, history: Sequence[str], candidates: Sequence[str], context: PromptContext, salt: int = 0
 ) -> DirectPrompt:
+    config = context.config
     shown = shown_order(candidates, config.direct_shuffle, salt)
-    ranks = [index + 1 for index in shown] if config.direct_show_ranks else None
+    notes = candidate_notes(history, candidates, shown, config, context.evidence)
     system, user = build_messages(
-        history, [candidates[i] for i in shown], catalog, sids, config, mode="direct", incoming_ranks=ranks
+        history, [candidates[i] for i in shown], context.catalog, context.sids, config, mode="direct", notes=notes
     )
-    return DirectPrompt(render_prompt(tokenizer, system["content"], user["content"]), shown)
+    text = render_prompt(tokenizer, system["content"], user["content"])
+    positions = line_end_positions(tokenizer, text, len(shown)) if config.direct_readout == "candidate" else None
+    return DirectPrompt(text, shown, positions)
 
 
 def label_head(model, label_ids: Sequence[int]) -> torch.Tensor:
@@ -88,14 +156,17 @@ def label_head(model, label_ids: Sequence[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def label_logits(model, tokenizer, texts: Sequence[str], label_ids: Sequence[int]) -> torch.Tensor:
-    """(len(texts), labels) logits of the label tokens after each rendered prompt. Only the last position
-    is projected, and only onto the labels (the full vocabulary head would cost as much as several layers)."""
+def label_logits(model, tokenizer, prompts: Sequence[DirectPrompt], head_ids: Sequence[int]) -> list[torch.Tensor]:
+    """Per prompt, the per-label scores of one batched prefill. Only the readout positions are projected,
+    and only onto the head tokens (the full vocabulary head would cost as much as several layers)."""
     tokenizer.padding_side = "left"
-    batch = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    texts = [p.text for p in prompts]
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-    hidden = model.get_decoder()(**batch, position_ids=positions).last_hidden_state[:, -1]
-    return (hidden @ label_head(model, label_ids).T).float()
+    hidden = model.get_decoder()(**batch, position_ids=positions).last_hidden_state
+    head = label_head(model, head_ids)
+    lengths = batch["attention_mask"].sum(-1).tolist()
+    return [p.scores(h[h.shape[0] - n :], head).float() for p, h, n in zip(prompts, hidden, lengths, strict=True)]
 
 
 def incoming_prior(k: int) -> torch.Tensor:
@@ -121,16 +192,14 @@ class DirectScorer:
 
     model: object
     tokenizer: object
-    catalog: dict[str, Item]
-    sids: SidMap
-    config: PromptConfig
+    context: PromptContext
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        self.label_ids = label_token_ids(self.tokenizer, self.config.direct_labels)
+        self.head_ids = head_token_ids(self.tokenizer, self.context.config)
 
     def prompt(self, history: Sequence[str], candidates: Sequence[str]) -> DirectPrompt:
-        return direct_prompt(self.tokenizer, history, candidates, self.catalog, self.sids, self.config)
+        return direct_prompt(self.tokenizer, history, candidates, self.context)
 
     def score(
         self, requests: Sequence[tuple[Sequence[str], Sequence[str]]], progress: bool = False
@@ -142,6 +211,6 @@ class DirectScorer:
         starts = range(0, len(prompts), self.batch_size)
         for start in tqdm(starts, desc="direct scores", unit="batch", disable=not progress):
             chunk = prompts[start : start + self.batch_size]
-            logits = label_logits(self.model, self.tokenizer, [p.text for p in chunk], self.label_ids)
+            logits = label_logits(self.model, self.tokenizer, chunk, self.head_ids)
             scores.extend(p.incoming_order(row) for p, row in zip(chunk, logits, strict=True))
         return scores

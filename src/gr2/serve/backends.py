@@ -29,7 +29,7 @@ from gr2.rank.constrained import (
     explanation_text,
     ranking_prefix,
 )
-from gr2.rank.direct import label_logits
+from gr2.rank.direct import DirectPrompt, label_logits
 from gr2.sid.sidmap import SID_BEGIN, SID_END, sid_text
 
 Codes = tuple[int, ...]
@@ -179,10 +179,12 @@ class LocalBackend:
             for text, ranking, reasoning, length in zip(explanations, rankings, spent, lengths, strict=True)
         ]
 
-    def label_logits(self, prompts: Sequence[str], label_ids: Sequence[int], deadline: float) -> torch.Tensor:
-        """Direct mode: the label tokens' logits after each prompt, one batched prefill."""
+    def label_logits(
+        self, prompts: Sequence[DirectPrompt], head_ids: Sequence[int], deadline: float
+    ) -> list[torch.Tensor]:
+        """Direct mode: each prompt's per-label scores, one batched prefill."""
         seconds_left(deadline)
-        return label_logits(self.model, self.tokenizer, prompts, label_ids)
+        return label_logits(self.model, self.tokenizer, prompts, head_ids)
 
     def chat(
         self, messages: list[dict], max_tokens: int, temperature: float, seed: int | None, deadline: float

@@ -63,14 +63,17 @@ def prerank_examples(folder: Path, count: int, history: int) -> list[dict]:
 
 
 def build_bundle(base: str, data: Path, work: Path, reasoning_tokens: int, seed: int, mode: str) -> Path:
+    from gr2.data.split import LeaveOneOutSplit
     from gr2.lm.base import prepare_base_model
     from gr2.lm.config import BaseModelConfig
     from gr2.serve.bundle import write_bundle
     from gr2.serve.config import DecodingConfig
     from gr2.sid.sidmap import SidMap
+    from gr2.traces.collaborative import CollaborativeCounts
     from gr2.traces.config import PromptConfig
 
-    items = load_interactions(data).items
+    interactions = load_interactions(data)
+    items = interactions.items
     rng = random.Random(seed)
     codes = rng.sample(range(256**3), len(items))  # unique 3-level prefixes, a 4th level of 0
     sid_map = SidMap(
@@ -81,6 +84,9 @@ def build_bundle(base: str, data: Path, work: Path, reasoning_tokens: int, seed:
 
     prompt = load_preset("beauty-cpu").prompt if mode == "direct" else PromptConfig(history_items=20)
     prompt = prompt.model_copy(update={"max_prompt_tokens": 4096})
+    if mode == "direct" and prompt.direct_evidence:
+        train = LeaveOneOutSplit(interactions.sequences, max_history=50).train_sequences()
+        CollaborativeCounts.from_sequences(train).save(work / "base")
     decoding = DecodingConfig(mode=mode, reasoning_tokens=reasoning_tokens)
     return write_bundle(work / "bundle", work / "base", sid_map, items, prompt, decoding)
 

@@ -8,6 +8,8 @@ load it as it is and ignore the GR2 files):
     items.jsonl.gz                                the catalogue of the items that have a SID (data-artifact format)
     gr2.json                                      {"format", "prompt": PromptConfig, "decoding": DecodingConfig,
                                                    "source": provenance}
+    collaborative_counts.json.gz                  only when prompt.direct_evidence: the train split's counts the
+                                                   prompts cite (gr2.traces.collaborative), saved by the direct stage
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gr2.data.schema import Item, LoadReport
 from gr2.serve.config import DecodingConfig
 from gr2.sid.sidmap import SidMap
 from gr2.storage.atomic import materialise_once, write_dir_atomic
+from gr2.traces.collaborative import CollaborativeCounts
 from gr2.traces.config import PromptConfig
 
 MANIFEST_FILE = "gr2.json"
@@ -52,6 +55,7 @@ class Bundle:
     manifest: BundleManifest
     sid_map: SidMap
     catalog: dict[str, Item]
+    evidence: CollaborativeCounts | None = None
 
     def rankable(self, item_id: str) -> bool:
         return item_id in self.sid_map.codes
@@ -119,7 +123,8 @@ def load_bundle(path: str | Path) -> Bundle:
     missing = items_without_text(sid_map, catalog)
     if missing:
         raise ValueError(f"{path}: {len(missing)} SID items have no catalogue entry, e.g. {missing[0]!r}")
-    return Bundle(path=path, manifest=manifest, sid_map=sid_map, catalog=catalog)
+    evidence = CollaborativeCounts.load(path) if manifest.prompt.direct_evidence else None
+    return Bundle(path=path, manifest=manifest, sid_map=sid_map, catalog=catalog, evidence=evidence)
 
 
 def newest_bundle_under(folder: Path) -> Path:

@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gr2.lm.chat import render_prompt
-from gr2.rank.direct import DirectPrompt, direct_prompt, fused_scores, label_token_ids, ranking_from_scores
+from gr2.rank.direct import (
+    DirectPrompt,
+    PromptContext,
+    direct_prompt,
+    fused_scores,
+    head_token_ids,
+    ranking_from_scores,
+)
 from gr2.serve.backends import Answer, Backend, ChatAnswer, DeadlineExceeded, GeneratorError
 from gr2.serve.bundle import Bundle
 from gr2.serve.config import MIN_CANDIDATES, ServeConfig
@@ -67,9 +74,10 @@ class Reranker:
         self.decoding = config.decoding(bundle.manifest.decoding)
         self.prompt_config = bundle.manifest.prompt
         self.slots = asyncio.Semaphore(config.concurrency)
-        self.label_ids = self.direct_label_ids() if self.decoding.mode == "direct" else []
+        self.head_ids = self.direct_head_ids() if self.decoding.mode == "direct" else []
+        self.context = PromptContext(bundle.catalog, bundle.sid_map, self.prompt_config, bundle.evidence)
 
-    def direct_label_ids(self) -> list[int]:
+    def direct_head_ids(self) -> list[int]:
         if not hasattr(self.backend, "label_logits"):
             raise ValueError(f"decoding mode 'direct' needs the local backend; {type(self.backend).__name__} has none")
         if self.decoding.max_candidates > len(self.prompt_config.direct_labels):
@@ -77,7 +85,7 @@ class Reranker:
                 f"decoding.max_candidates={self.decoding.max_candidates} but the bundle's prompt has only "
                 f"{len(self.prompt_config.direct_labels)} direct_labels"
             )
-        return label_token_ids(self.backend.tokenizer, self.prompt_config.direct_labels)
+        return head_token_ids(self.backend.tokenizer, self.prompt_config)
 
     def rankable(self, item_id: str) -> bool:
         return self.bundle.rankable(item_id)
@@ -86,10 +94,7 @@ class Reranker:
         """The reasoning prompt's text, or in direct mode the labelled prompt with its candidate order."""
         history = [item for item in request.history if self.rankable(item)]
         if self.decoding.mode == "direct":
-            bundle = self.bundle
-            return direct_prompt(
-                self.backend.tokenizer, history, candidates, bundle.catalog, bundle.sid_map, self.prompt_config
-            )
+            return direct_prompt(self.backend.tokenizer, history, candidates, self.context)
         return request_prompt(self.backend.tokenizer, self.bundle, history, candidates)
 
     def prompt_tokens(self, prompt: str) -> int:
@@ -144,9 +149,9 @@ class Reranker:
         self, requests: Sequence[RankRequest], prepared: dict[int, tuple[list[str], DirectPrompt]], deadline: float
     ) -> dict[int, RankResult]:
         """Direct mode: one batched prefill ranks every prepared request."""
-        prompts = [prompt.text for _, prompt in prepared.values()]
+        prompts = [prompt for _, prompt in prepared.values()]
         try:
-            logits = await self.in_slot(deadline, self.backend.label_logits, prompts, self.label_ids, deadline)
+            logits = await self.in_slot(deadline, self.backend.label_logits, prompts, self.head_ids, deadline)
         except DeadlineExceeded:
             return {index: fallback(requests[index], "timeout") for index in prepared}
         except Exception:  # a model problem is answered with a fallback, never a 500

@@ -45,6 +45,23 @@ class PromptConfig(BaseModel):
     direct_show_ranks: bool = Field(
         False, description="Direct answer mode: write each candidate's upstream (incoming) rank beside it."
     )
+    direct_evidence: bool = Field(
+        False,
+        description="Direct answer mode: write beside each candidate how often other shoppers bought it right "
+        "after the user's latest items and near any of their items (the train split's collaborative counts, "
+        "saved with the model so serving writes the same).",
+    )
+    direct_readout: Literal["answer", "candidate"] = Field(
+        "answer",
+        description="Direct answer mode: where the scores are read. `answer`: the label tokens' logits at the "
+        "first answer position (FIRST). `candidate`: the logit of `direct_score_token` at the end of each "
+        "candidate's line, so each score is read where its candidate was written (still one prefill).",
+    )
+    direct_score_token: str = Field(
+        " yes",
+        description="Direct answer mode with the `candidate` readout: the one token whose logit scores a "
+        "candidate (checked at start-up like the labels).",
+    )
     max_prompt_tokens: int = Field(
         1024, ge=64, description="Prompts longer than this (measured with the model's tokenizer) are an error."
     )

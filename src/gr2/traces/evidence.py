@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gr2.data.schema import Item
-from gr2.prerank.base import item_popularity
-from gr2.prerank.cooccurrence import transition_counts
 from gr2.sid.sidmap import SidMap
+from gr2.traces.collaborative import CollaborativeCounts
 from gr2.traces.prompt import format_answer
 
 
@@ -28,17 +27,6 @@ class EvidenceWeights:
     category: float = 1.0
     sid_prefix: float = 0.5
     popularity: float = 0.3
-
-
-def copurchase_counts(train_sequences: dict[str, list[str]], window: int = 10) -> dict[str, Counter]:
-    """How often two items were bought by the same user within `window` purchases of each other."""
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for sequence in train_sequences.values():
-        for i, first in enumerate(sequence):
-            for second in sequence[i + 1 : i + 1 + window]:
-                counts[first][second] += 1
-                counts[second][first] += 1
-    return counts
 
 
 @dataclass
@@ -58,24 +46,21 @@ class EvidenceTeacher:
     sids: SidMap
     train_sequences: dict[str, list[str]]
     temperature: float = 0.5
-    recent_items: int = 3
     weights: EvidenceWeights = field(default_factory=EvidenceWeights)
     name: str = "evidence-analyst"
 
     def __post_init__(self) -> None:
-        self.transitions = transition_counts(self.train_sequences)
-        self.copurchases = copurchase_counts(self.train_sequences)
-        self.popularity = item_popularity(self.train_sequences)
+        self.counts = CollaborativeCounts.from_sequences(self.train_sequences)
+        self.popularity = self.counts.popularity
         self.max_log_popularity = math.log1p(max(self.popularity.values(), default=1))
 
     def gather(self, history: Sequence[str], candidate: str) -> CandidateEvidence:
-        recent = history[-self.recent_items :]
         category = self.catalog[candidate].categories
         prefix = self.sids.codes[candidate][:2]
         evidence = CandidateEvidence(
             item=candidate,
-            transitions=sum(self.transitions.get(h, {}).get(candidate, 0) for h in recent),
-            copurchases=sum(self.copurchases.get(h, {}).get(candidate, 0) for h in history),
+            transitions=self.counts.followed(history, candidate),
+            copurchases=self.counts.bought_with(history, candidate),
             category_share=sum(self.catalog[h].categories == category for h in history) / max(len(history), 1),
             prefix_share=sum(self.sids.codes[h][:2] == prefix for h in history) / max(len(history), 1),
             popularity=self.popularity.get(candidate, 0),

@@ -32,10 +32,7 @@ TASK_STEPS = (
     "semantic IDs, best first, each exactly once>]}"
 )
 
-DIRECT_SYSTEM_PROMPT = (
-    "You are a recommendation analyst. Given a shopper's purchase history and labelled candidate products, "
-    "answer with the label of the candidate the shopper is most likely to buy next."
-)
+DIRECT_SYSTEM_PROMPT = "Judge which labelled candidate product a shopper will buy next."
 DIRECT_TASK = "Answer with one label."
 
 AnswerMode = Literal["reasoning", "direct"]
@@ -80,19 +77,19 @@ def direct_user_prompt(
     catalog: dict[str, Item],
     sids: SidMap,
     config: PromptConfig,
-    incoming_ranks: Sequence[int] | None = None,
+    notes: Sequence[str] | None = None,
 ) -> str:
-    """The direct mode's question: labelled candidates; `incoming_ranks` (the upstream ranker's 1-based rank
-    of each candidate, when the candidates are shown in another order) are written beside them."""
+    """The direct mode's question: labelled candidates, one per line, each with its note (an upstream rank,
+    collaborative evidence) in brackets when `notes` are given."""
     if len(candidates) > len(config.direct_labels):
         raise ValueError(
             f"direct prompt: {len(candidates)} candidates but only {len(config.direct_labels)} direct_labels"
         )
-    ranks = [f" [upstream rank {r}]" for r in incoming_ranks] if incoming_ranks else [""] * len(candidates)
+    suffixes = [f" [{note}]" if note else "" for note in notes] if notes else [""] * len(candidates)
     sid_of = sids.text if config.direct_show_sids else lambda item: None
     candidate_lines = [
-        f"{label}. {describe_item(catalog[i], sid_of(i), config)}{rank}"
-        for label, i, rank in zip(config.direct_labels, candidates, ranks, strict=False)
+        f"{label}. {describe_item(catalog[i], sid_of(i), config)}{suffix}"
+        for label, i, suffix in zip(config.direct_labels, candidates, suffixes, strict=False)
     ]
     return "\n".join([*history_lines(history, catalog, sid_of, config), "Candidates:", *candidate_lines, DIRECT_TASK])
 
@@ -104,11 +101,12 @@ def build_messages(
     sids: SidMap,
     config: PromptConfig,
     mode: AnswerMode = "reasoning",
-    incoming_ranks: Sequence[int] | None = None,
+    notes: Sequence[str] | None = None,
 ) -> list[dict[str, str]]:
-    """Chat messages (system, user) asking to re-rank `candidates` for a user with `history`."""
+    """Chat messages (system, user) asking to re-rank `candidates` for a user with `history`; `notes`
+    (direct mode) are written beside the candidates."""
     if mode == "direct":
-        user = direct_user_prompt(history, candidates, catalog, sids, config, incoming_ranks)
+        user = direct_user_prompt(history, candidates, catalog, sids, config, notes)
         return [{"role": "system", "content": DIRECT_SYSTEM_PROMPT}, {"role": "user", "content": user}]
     return [
         {"role": "system", "content": SYSTEM_PROMPT},

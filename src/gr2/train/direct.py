@@ -21,13 +21,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, set_seed
 
-from gr2.data.schema import Item
 from gr2.prerank.candidates import RerankExample
-from gr2.rank.direct import DirectPrompt, direct_prompt, label_head, label_token_ids
-from gr2.sid.sidmap import SidMap
+from gr2.rank.direct import DirectPrompt, PromptContext, direct_prompt, head_token_ids, label_head
 from gr2.storage.atomic import atomic_dir, atomic_path
 from gr2.storage.hashing import hash_json
-from gr2.traces.config import PromptConfig
 from gr2.train.config import DirectDapoConfig, DirectSftConfig
 from gr2.train.direct_losses import (
     clipped_surrogate,
@@ -44,9 +41,10 @@ STATE_FILE = "state.pt"
 
 class FrozenLowerLayers:
     """A decoder-only model split at a layer boundary: everything below is frozen and run once per prompt
-    (`lower`), the top `trainable_layers` and the final norm are trained (`label_scores`)."""
+    (`lower`), the top `trainable_layers` and the final norm are trained (`label_scores`). `head_ids`: the
+    tokens whose logits are the scores (`gr2.rank.direct.head_token_ids`)."""
 
-    def __init__(self, model, trainable_layers: int, label_ids: Sequence[int]):
+    def __init__(self, model, trainable_layers: int, head_ids: Sequence[int]):
         self.decoder = model.get_decoder()
         layers = self.decoder.layers
         if trainable_layers > len(layers):
@@ -56,7 +54,7 @@ class FrozenLowerLayers:
         for module in (*layers[self.boundary :], self.decoder.norm):
             module.requires_grad_(True)
         self.model = model
-        self.head = label_head(model, label_ids).detach()
+        self.head = label_head(model, head_ids).detach()
         self.compute_dtype = self.head.dtype
         # float32 models keep activations as float16 (half the memory); bf16 models as they are
         self.storage_dtype = torch.float16 if self.compute_dtype == torch.float32 else self.compute_dtype
@@ -89,11 +87,11 @@ class FrozenLowerLayers:
         hidden = self.run_layers(self.decoder.embed_tokens(ids), self.decoder.layers[: self.boundary])
         return hidden[0].to(self.storage_dtype).cpu()
 
-    def label_scores(self, lower: torch.Tensor) -> torch.Tensor:
-        """The label logits (float32) after the last prompt token, from the frozen layers' output (with grad)."""
+    def label_scores(self, lower: torch.Tensor, prompt: DirectPrompt) -> torch.Tensor:
+        """The per-label scores (float32) of `prompt` from the frozen layers' output (with grad)."""
         hidden = lower.to(self.model.device, self.compute_dtype).unsqueeze(0)
         hidden = self.run_layers(hidden, self.decoder.layers[self.boundary :])
-        return (self.decoder.norm(hidden[0, -1]) @ self.head.T).float()
+        return prompt.scores(self.decoder.norm(hidden[0]), self.head).float()
 
 
 @dataclass(frozen=True)
@@ -103,6 +101,9 @@ class TrainView:
     example: RerankExample
     prompt: DirectPrompt
     lower: torch.Tensor
+
+    def scores(self, split: FrozenLowerLayers) -> torch.Tensor:
+        return split.label_scores(self.lower, self.prompt)
 
     @property
     def target_label(self) -> int:
@@ -117,18 +118,16 @@ def build_views(
     split: FrozenLowerLayers,
     tokenizer,
     examples: Sequence[RerankExample],
-    catalog: dict[str, Item],
-    sids: SidMap,
-    prompt: PromptConfig,
+    context: PromptContext,
     views_per_example: int,
     cache_dir: Path | None = None,
 ) -> list[TrainView]:
     """Every (example, candidate order) prompt with its frozen-layer output; one order unless shuffling.
     With `cache_dir`, the outputs are kept there under a hash of the frozen weights and the prompts, so a
     later stage or run with the same frozen layers and prompts reads them instead of recomputing."""
-    salts = range(views_per_example if prompt.direct_shuffle else 1)
+    salts = range(views_per_example if context.config.direct_shuffle else 1)
     pairs = [
-        (example, direct_prompt(tokenizer, example.history, example.candidates, catalog, sids, prompt, salt))
+        (example, direct_prompt(tokenizer, example.history, example.candidates, context, salt))
         for example in examples
         for salt in salts
     ]
@@ -208,9 +207,7 @@ def train_direct_sft(
     model,
     tokenizer,
     examples: Sequence[RerankExample],
-    catalog: dict[str, Item],
-    sids: SidMap,
-    prompt: PromptConfig,
+    context: PromptContext,
     config: DirectSftConfig,
     seed: int,
     work_dir: Path,
@@ -220,8 +217,8 @@ def train_direct_sft(
     where frozen-layer activations are shared (see `build_views`)."""
     set_seed(seed)
     started = time.monotonic()
-    split = FrozenLowerLayers(model, config.trainable_layers, label_token_ids(tokenizer, prompt.direct_labels))
-    views = build_views(split, tokenizer, examples, catalog, sids, prompt, config.views_per_example, cache_dir)
+    split = FrozenLowerLayers(model, config.trainable_layers, head_token_ids(tokenizer, context.config))
+    views = build_views(split, tokenizer, examples, context, config.views_per_example, cache_dir)
     cache_seconds = time.monotonic() - started
     batches = view_schedule(len(views), config.epochs, config.batch_size, seed)
     optimizer = torch.optim.AdamW(split.trainable().values(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -233,7 +230,7 @@ def train_direct_sft(
         losses = []
         for index in batches[step]:
             view = views[index]
-            loss = listwise_loss(split.label_scores(view.lower), view.target_label, config.pairwise_weight)
+            loss = listwise_loss(view.scores(split), view.target_label, config.pairwise_weight)
             (loss / len(batches[step])).backward()
             losses.append(loss.item())
         torch.nn.utils.clip_grad_norm_(split.trainable().values(), 1.0)
@@ -282,7 +279,7 @@ def sample_group(
 ) -> RolloutGroup:
     """G Plackett-Luce rankings from one forward pass, each scored by the verifiable reward."""
     with torch.no_grad():
-        scores = split.label_scores(view.lower)[: len(view.example.candidates)] / config.temperature
+        scores = view.scores(split)[: len(view.example.candidates)] / config.temperature
     rankings = sample_plackett_luce(scores, config.num_generations, generator)
     rewards = [score_ranking(view.ranking(r.tolist()), view.example, config.reward) for r in rankings]
     totals = torch.tensor([r.total for r in rewards])
@@ -326,7 +323,7 @@ def policy_update(
     actions = sum(g.rankings.shape[0] * (g.rankings.shape[1] - 1) for g in groups)
     total_loss, clipped = 0.0, 0
     for group in groups:
-        scores = split.label_scores(group.view.lower)[: group.rankings.shape[1]] / config.temperature
+        scores = group.view.scores(split)[: group.rankings.shape[1]] / config.temperature
         log_probs = plackett_luce_log_probs(scores, group.rankings)
         losses, was_clipped = clipped_surrogate(
             log_probs, group.old_log_probs, group.advantages, config.epsilon, config.epsilon_high
@@ -357,9 +354,7 @@ def train_direct_dapo(
     model,
     tokenizer,
     examples: Sequence[RerankExample],
-    catalog: dict[str, Item],
-    sids: SidMap,
-    prompt: PromptConfig,
+    context: PromptContext,
     config: DirectDapoConfig,
     seed: int,
     work_dir: Path,
@@ -368,8 +363,8 @@ def train_direct_dapo(
     """DAPO on the label scores; returns metrics and the per-step log."""
     set_seed(seed)
     started = time.monotonic()
-    split = FrozenLowerLayers(model, config.trainable_layers, label_token_ids(tokenizer, prompt.direct_labels))
-    views = build_views(split, tokenizer, examples, catalog, sids, prompt, 1, cache_dir)
+    split = FrozenLowerLayers(model, config.trainable_layers, head_token_ids(tokenizer, context.config))
+    views = build_views(split, tokenizer, examples, context, 1, cache_dir)
     optimizer = torch.optim.AdamW(split.trainable().values(), lr=config.learning_rate, weight_decay=0.0)
     state = resume_checkpoint(work_dir, split, optimizer, None)
     resumed_from = state.step

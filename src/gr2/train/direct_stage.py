@@ -11,6 +11,7 @@ from gr2.eval.validate import validate_direct
 from gr2.inputs import StageInputs
 from gr2.lm.models import load_model_and_tokenizer
 from gr2.lm.training import save_pretrained_atomic
+from gr2.rank.direct import PromptContext, stage_prompt_context
 from gr2.serve.config import DecodingConfig
 from gr2.storage.atomic import write_json_atomic
 from gr2.traces.config import PromptConfig
@@ -49,10 +50,9 @@ def run_direct_sft(
 ) -> dict[str, float]:
     model, tokenizer = load_model_and_tokenizer(model_dir)
     examples = inputs.examples_of("train", config.max_train_examples, seed)
-    metrics, curve = train_direct_sft(
-        model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, config, seed, work_dir, cache_dir
-    )
-    return metrics | publish_direct(model, tokenizer, curve, inputs, config, prompt, fusion_lambdas, seed, out_dir)
+    context = stage_prompt_context(inputs, prompt)
+    metrics, curve = train_direct_sft(model, tokenizer, examples, context, config, seed, work_dir, cache_dir)
+    return metrics | publish_direct(model, tokenizer, curve, inputs, context, config, fusion_lambdas, seed, out_dir)
 
 
 def run_direct_dapo(
@@ -70,10 +70,9 @@ def run_direct_dapo(
     model, tokenizer = load_model_and_tokenizer(model_dir)
     examples = inputs.examples_of("train", config.max_train_examples, seed)
     config = config.model_copy(update={"reward": reward})
-    metrics, curve = train_direct_dapo(
-        model, tokenizer, examples, inputs.catalog, inputs.sids, prompt, config, seed, work_dir, cache_dir
-    )
-    return metrics | publish_direct(model, tokenizer, curve, inputs, config, prompt, fusion_lambdas, seed, out_dir)
+    context = stage_prompt_context(inputs, prompt)
+    metrics, curve = train_direct_dapo(model, tokenizer, examples, context, config, seed, work_dir, cache_dir)
+    return metrics | publish_direct(model, tokenizer, curve, inputs, context, config, fusion_lambdas, seed, out_dir)
 
 
 def publish_direct(
@@ -81,17 +80,20 @@ def publish_direct(
     tokenizer,
     curve: list[dict],
     inputs: StageInputs,
+    context: PromptContext,
     config: DirectSftConfig | DirectDapoConfig,
-    prompt: PromptConfig,
     fusion_lambdas: list[float],
     seed: int,
     out_dir: Path,
 ) -> dict[str, float]:
-    """Validate (choosing the fusion lambda), then save the model with its lambda and training curve."""
+    """Validate (choosing the fusion lambda), then save the model with its lambda, training curve and the
+    collaborative counts its prompts cite (serving writes the same evidence)."""
     metrics, fusion_lambda = validate_direct(
-        model, tokenizer, inputs, prompt, config.eval_examples, config.eval_batch_size, fusion_lambdas, seed
+        model, tokenizer, inputs, context, config.eval_examples, config.eval_batch_size, fusion_lambdas, seed
     )
     save_pretrained_atomic(model, tokenizer, out_dir)
     write_json_atomic(out_dir / CURVE_FILE, curve)
-    write_json_atomic(out_dir / DIRECT_FILE, {"fusion_lambda": fusion_lambda, "labels": prompt.direct_labels})
+    write_json_atomic(out_dir / DIRECT_FILE, {"fusion_lambda": fusion_lambda, "labels": context.config.direct_labels})
+    if context.evidence is not None:
+        context.evidence.save(out_dir)
     return metrics
