@@ -39,7 +39,7 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen3Con
 from gr2.config import RunConfig, load_preset
 from gr2.data.registry import data_root
 from gr2.lm.vocab import add_sid_tokens, padded_size
-from gr2.rank.direct import label_token_ids
+from gr2.rank.direct import DirectPrompt, label_token_ids
 from gr2.serve.backends import LocalBackend
 from gr2.sid.sidmap import SidMap
 from gr2.storage.atomic import write_json_atomic, write_text_atomic
@@ -272,13 +272,15 @@ def direct_step(model, tokenizer, labels: list[str], shapes: Shapes, device: tor
     once per prompt and reused for every epoch, so only the top layers run per step (as in training)."""
     split = FrozenLowerLayers(model, shapes.direct_trainable_layers, label_token_ids(tokenizer, labels))
     optimiser = torch.optim.AdamW(split.trainable().values(), lr=1e-6)
-    ids = tokenizer(prompt_text(tokenizer, shapes.prompt_tokens, seed=3), add_special_tokens=False)["input_ids"]
-    lower = split.lower(ids)
+    text = prompt_text(tokenizer, shapes.prompt_tokens, seed=3)
+    prompt = DirectPrompt(text, tuple(range(len(labels))))  # the answer readout: labels at the last position
+    lower = split.lower(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def step() -> None:
         model.train()
         for view in range(shapes.direct_batch):
-            (listwise_loss(split.label_scores(lower), view % shapes.candidates, 1.0) / shapes.direct_batch).backward()
+            loss = listwise_loss(split.label_scores(lower, prompt), view % shapes.candidates, 1.0)
+            (loss / shapes.direct_batch).backward()
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
 
