@@ -203,6 +203,26 @@ def view_schedule(count: int, epochs: float, batch_size: int, seed: int) -> list
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def prepare_views(
+    model,
+    tokenizer,
+    examples: Sequence[RerankExample],
+    context: PromptContext,
+    trainable_layers: int,
+    views_per_example: int,
+    cache_dir: Path | None,
+) -> tuple[FrozenLowerLayers, list[TrainView]]:
+    """The model split at its trainable layers and every training view with its frozen-layer output."""
+    split = FrozenLowerLayers(model, trainable_layers, head_token_ids(tokenizer, context.config))
+    return split, build_views(split, tokenizer, examples, context, views_per_example, cache_dir)
+
+
+def release_for_inference(model) -> None:
+    """After training: every parameter trainable again (as loaded), and evaluation mode."""
+    model.requires_grad_(True)
+    model.eval()
+
+
 def train_direct_sft(
     model,
     tokenizer,
@@ -217,8 +237,9 @@ def train_direct_sft(
     where frozen-layer activations are shared (see `build_views`)."""
     set_seed(seed)
     started = time.monotonic()
-    split = FrozenLowerLayers(model, config.trainable_layers, head_token_ids(tokenizer, context.config))
-    views = build_views(split, tokenizer, examples, context, config.views_per_example, cache_dir)
+    split, views = prepare_views(
+        model, tokenizer, examples, context, config.trainable_layers, config.views_per_example, cache_dir
+    )
     cache_seconds = time.monotonic() - started
     batches = view_schedule(len(views), config.epochs, config.batch_size, seed)
     optimizer = torch.optim.AdamW(split.trainable().values(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -241,8 +262,7 @@ def train_direct_sft(
         state.curve.append({"step": state.step, "loss": mean(losses), "learning_rate": scheduler.get_last_lr()[0]})
         if state.step % config.save_steps == 0 or state.step == len(batches):
             save_checkpoint(work_dir, split, optimizer, scheduler, state)
-    model.requires_grad_(True)
-    model.eval()
+    release_for_inference(model)
     metrics = {
         "train_examples": len(examples),
         "train_views": len(views),
@@ -363,8 +383,7 @@ def train_direct_dapo(
     """DAPO on the label scores; returns metrics and the per-step log."""
     set_seed(seed)
     started = time.monotonic()
-    split = FrozenLowerLayers(model, config.trainable_layers, head_token_ids(tokenizer, context.config))
-    views = build_views(split, tokenizer, examples, context, 1, cache_dir)
+    split, views = prepare_views(model, tokenizer, examples, context, config.trainable_layers, 1, cache_dir)
     optimizer = torch.optim.AdamW(split.trainable().values(), lr=config.learning_rate, weight_decay=0.0)
     state = resume_checkpoint(work_dir, split, optimizer, None)
     resumed_from = state.step
@@ -388,8 +407,7 @@ def train_direct_dapo(
         state.curve.append({"step": state.step, "loss": loss, "clip_ratio": clip_share, **rollout_log(groups, stats)})
         if state.step % config.save_steps == 0 or state.step == config.max_steps:
             save_checkpoint(work_dir, split, optimizer, None, state)
-    model.requires_grad_(True)
-    model.eval()
+    release_for_inference(model)
     metrics = {
         "train_examples": len(examples),
         "train_steps": state.step,

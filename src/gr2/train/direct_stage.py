@@ -4,6 +4,7 @@ choose its fusion lambda on validation examples and publish it with that lambda 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from gr2.eval.gate import FUSED
@@ -48,11 +49,9 @@ def run_direct_sft(
     out_dir: Path,
     cache_dir: Path | None = None,
 ) -> dict[str, float]:
-    model, tokenizer = load_model_and_tokenizer(model_dir)
-    examples = inputs.examples_of("train", config.max_train_examples, seed)
-    context = stage_prompt_context(inputs, prompt)
-    metrics, curve = train_direct_sft(model, tokenizer, examples, context, config, seed, work_dir, cache_dir)
-    return metrics | publish_direct(model, tokenizer, curve, inputs, context, config, fusion_lambdas, seed, out_dir)
+    return train_and_publish(
+        train_direct_sft, inputs, model_dir, config, prompt, fusion_lambdas, seed, work_dir, out_dir, cache_dir
+    )
 
 
 def run_direct_dapo(
@@ -67,11 +66,29 @@ def run_direct_dapo(
     out_dir: Path,
     cache_dir: Path | None = None,
 ) -> dict[str, float]:
+    config = config.model_copy(update={"reward": reward})
+    return train_and_publish(
+        train_direct_dapo, inputs, model_dir, config, prompt, fusion_lambdas, seed, work_dir, out_dir, cache_dir
+    )
+
+
+def train_and_publish(
+    trainer: Callable,
+    inputs: StageInputs,
+    model_dir: Path,
+    config: DirectSftConfig | DirectDapoConfig,
+    prompt: PromptConfig,
+    fusion_lambdas: list[float],
+    seed: int,
+    work_dir: Path,
+    out_dir: Path,
+    cache_dir: Path | None,
+) -> dict[str, float]:
+    """Train the model of `model_dir` with `trainer` (direct SFT or DAPO) on the train examples, then publish it."""
     model, tokenizer = load_model_and_tokenizer(model_dir)
     examples = inputs.examples_of("train", config.max_train_examples, seed)
-    config = config.model_copy(update={"reward": reward})
     context = stage_prompt_context(inputs, prompt)
-    metrics, curve = train_direct_dapo(model, tokenizer, examples, context, config, seed, work_dir, cache_dir)
+    metrics, curve = trainer(model, tokenizer, examples, context, config, seed, work_dir, cache_dir)
     return metrics | publish_direct(model, tokenizer, curve, inputs, context, config, fusion_lambdas, seed, out_dir)
 
 
