@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 from kfp import local
@@ -106,7 +107,9 @@ def write_local_bundle(run_dir: Path, task_stages: dict[str, str], out_dir: Path
 
 def run_watched(pipeline, task_stages: dict[str, str], log_path: Path, verbose: bool) -> None:
     """Run `pipeline` with its output watched (pipelines.progress); a failed task raises StageFailed."""
-    with log_path.open("w") as log, watch_run(task_stages, log, verbose) as watcher:
+    with log_path.open("w") as log, watch_run(task_stages, log, verbose) as watcher, warnings.catch_warnings():
+        # task names shown in the Kubeflow UI: the local runner says so for each task, which only adds noise
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner", category=UserWarning)
         try:
             pipeline()
         except RuntimeError:  # kfp.local's "Pipeline finished with status FAILURE"

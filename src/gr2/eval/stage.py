@@ -27,7 +27,7 @@ MODEL_ROWS = {
     "dapo_naive": "SFT + DAPO, naive reward (ablation)",
 }
 DIRECT_ROWS = {
-    "direct_sft": "Direct SFT (label logits, no reasoning)",
+    "direct_sft": "Direct SFT (one prefill, no reasoning)",
     "direct_dapo": "Direct SFT + DAPO, conditional reward",
     "direct_dapo_naive": "Direct SFT + DAPO, naive reward (ablation)",
 }
