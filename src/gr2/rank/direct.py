@@ -24,9 +24,7 @@ from gr2.lm.chat import render_prompt
 from gr2.sid.sidmap import SidMap
 from gr2.traces.collaborative import CollaborativeCounts
 from gr2.traces.config import PromptConfig
-from gr2.traces.prompt import build_messages
-
-CANDIDATES_HEADER = "\nCandidates:\n"
+from gr2.traces.prompt import DIRECT_CANDIDATES_HEADER, build_messages
 
 
 class LabelTokenError(ValueError):
@@ -125,15 +123,15 @@ def candidate_notes(
 
 def line_end_positions(tokenizer, text: str, lines: int) -> tuple[int, ...]:
     """Token index of the last character of each of the `lines` candidate lines in a rendered prompt."""
-    start = text.rindex(CANDIDATES_HEADER) + len(CANDIDATES_HEADER)
+    header = f"\n{DIRECT_CANDIDATES_HEADER}\n"
+    start = text.rindex(header) + len(header)
     ends = []
     for _ in range(lines):
         end = text.index("\n", start)
         ends.append(end - 1)
         start = end + 1
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    token_of_char = {char: index for index, (first, last) in enumerate(offsets) for char in range(first, last)}
-    return tuple(token_of_char[char] for char in ends)
+    encoding = tokenizer(text, add_special_tokens=False)
+    return tuple(encoding.char_to_token(char) for char in ends)
 
 
 def direct_prompt(

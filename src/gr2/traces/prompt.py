@@ -34,6 +34,7 @@ TASK_STEPS = (
 
 DIRECT_SYSTEM_PROMPT = "Judge which labelled candidate product a shopper will buy next."
 DIRECT_TASK = "Answer with one label."
+DIRECT_CANDIDATES_HEADER = "Candidates:"  # the line before the candidate lines (gr2.rank.direct finds them by it)
 
 AnswerMode = Literal["reasoning", "direct"]
 
@@ -91,7 +92,8 @@ def direct_user_prompt(
         f"{label}. {describe_item(catalog[i], sid_of(i), config)}{suffix}"
         for label, i, suffix in zip(config.direct_labels, candidates, suffixes, strict=False)
     ]
-    return "\n".join([*history_lines(history, catalog, sid_of, config), "Candidates:", *candidate_lines, DIRECT_TASK])
+    history_part = history_lines(history, catalog, sid_of, config)
+    return "\n".join([*history_part, DIRECT_CANDIDATES_HEADER, *candidate_lines, DIRECT_TASK])
 
 
 def build_messages(
