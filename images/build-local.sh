@@ -8,7 +8,8 @@
 #   wheel among them) are served read-only on a loopback port for the build, which runs on the host network.
 # - The CA bundle that pip uses here is passed as a build secret: the intercepting proxy's CA reaches
 #   the pip steps and no layer.
-# It prints each image's build time and size. Needs root (or a running engine) and Debian's docker client.
+# It prints each image's build time and size, then removes the untagged images that earlier builds left.
+# Needs root (or a running engine) and Debian's docker client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -132,3 +133,7 @@ for flavour in "$@"; do
         *) echo "images: no image $flavour here (cpu, serve)" >&2; exit 2 ;;
     esac
 done
+# Each build of a changed checkout leaves the previous image untagged (its pip layer alone is about 2 GB):
+# remove those, and only those (untagged and carrying this project's source label), so that repeated builds
+# do not fill the disk.
+"$DOCKER" image prune --force --filter "label=${SOURCE_LABEL%%=*}" >&2
