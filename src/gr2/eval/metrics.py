@@ -1,13 +1,16 @@
-"""Ranking metrics over a re-ranked candidate list with one held-out target.
+"""Ranking metrics over a re-ranked candidate list with one held-out target, or over a graded slate.
 
 The one metrics module: the pre-ranker, training-time validation, evaluation and the serving benchmark
-all call these functions. Ranks are 1-based; a target missing from the list has rank None.
+all call these functions. Ranks are 1-based; a target missing from the list has rank None. Slate metrics
+take each shown item's grade (0 none, above 0 a positive) and a ranking that is a permutation of them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from gr2.data.slates import Slate
 
 CUTOFFS_RECALL = (1, 3, 5)
 CUTOFFS_NDCG = (3, 5)
@@ -82,3 +85,60 @@ def rerank_metrics(
         row["kendall_tau"] = kendall_tau(used, before)
         rows.append(row)
     return mean_metrics(rows)
+
+
+def check_same_items(ranking: Sequence[str], grades_by_item: Mapping[str, int]) -> None:
+    """Raise ValueError unless `ranking` orders exactly the graded items, each once."""
+    if sorted(ranking) != sorted(grades_by_item):
+        raise ValueError("a slate metric needs a ranking of exactly the graded items, each once")
+
+
+def slate_auc(ranking: Sequence[str], grades_by_item: Mapping[str, int]) -> float | None:
+    """Share of (positive, negative) pairs the ranking puts positive first, positives being grade > 0 and
+    negatives grade 0. Pairs of two positives (grade 1 vs 2) do not count: ordering among positives is the
+    graded NDCG's job. None when there is no pair (no positive or no negative): the AUC is undefined there."""
+    check_same_items(ranking, grades_by_item)
+    positives_above = ordered = 0
+    for item in ranking:
+        if grades_by_item[item] > 0:
+            positives_above += 1
+        else:
+            ordered += positives_above
+    pairs = positives_above * (len(ranking) - positives_above)
+    return ordered / pairs if pairs else None
+
+
+def discounted_gain(grades: Sequence[int], k: int) -> float:
+    """DCG@k of grades in ranked order: sum over the top k of (2^g - 1) / log2(rank + 1)."""
+    return sum((2**grade - 1) / math.log2(rank + 1) for rank, grade in enumerate(grades[:k], start=1))
+
+
+def graded_ndcg_at_k(ranking: Sequence[str], grades_by_item: Mapping[str, int], k: int) -> float:
+    """DCG@k of the ranking over the ideal DCG@k (the grades sorted high to low), gain 2^g - 1;
+    0 when no item has a positive grade."""
+    check_same_items(ranking, grades_by_item)
+    ideal = discounted_gain(sorted(grades_by_item.values(), reverse=True), k)
+    return discounted_gain([grades_by_item[item] for item in ranking], k) / ideal if ideal else 0.0
+
+
+def recall_at_k_of_positives(ranking: Sequence[str], positives: Sequence[str], k: int) -> float:
+    """Share of all positives that are in the top k (at most k / len(positives) when there are more
+    positives than k); 0 when there is no positive."""
+    if not positives:
+        return 0.0
+    top = set(ranking[:k])
+    return sum(1 for item in positives if item in top) / len(positives)
+
+
+def slate_metrics(ranking: Sequence[str], slate: Slate) -> dict[str, float]:
+    """AUC, Recall@1/3/5 over all positives and graded NDCG@3/5 of one ranked slate. With one positive of
+    grade 1 the recall and NDCG equal `example_metrics`' values. Raises ValueError for a slate without a
+    positive or a negative (loading drops those)."""
+    grades = slate.grades_by_item
+    auc = slate_auc(ranking, grades)
+    if auc is None:
+        raise ValueError(f"slate {slate.request_id} has no positive or no negative: its metrics are undefined")
+    metrics = {"auc": auc}
+    metrics.update({f"recall@{k}": recall_at_k_of_positives(ranking, slate.positives, k) for k in CUTOFFS_RECALL})
+    metrics.update({f"ndcg@{k}": graded_ndcg_at_k(ranking, grades, k) for k in CUTOFFS_NDCG})
+    return metrics

@@ -4,14 +4,18 @@ r_pre and r_new are 1-based ranks of the held-out item in the incoming and the r
 The conditional reward pays the format bonus only when the target moved up (or was already first), so
 copying the incoming order earns nothing; the naive reward pays it always, which is what teaches a
 policy to copy (the paper's reward-hacking ablation).
+
+For graded slates (several positives, the technical report's setting) the rank reward is R_AUC or graded
+R_NDCG of the returned order, and the slate conditional reward (the report's Eq. 7) pays only the format
+bonus for echoing a shown order that was not already optimal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gr2.eval.metrics import target_rank
+from gr2.eval.metrics import graded_ndcg_at_k, is_order_copy, slate_auc, target_rank
 from gr2.prerank.candidates import RerankExample
 from gr2.sid.sidmap import SidMap
 from gr2.traces.parse import parse_ranking
@@ -37,6 +41,44 @@ def conditional_reward(r_pre: int, r_new: int, k: int, alpha: float) -> float:
 def naive_reward(r_pre: int, r_new: int, k: int, alpha: float) -> float:
     """R_rank + alpha * R_fmt, whatever happened to the target (valid output)."""
     return rank_promotion_reward(r_pre, r_new, k) + alpha * format_reward(True)
+
+
+def auc_reward(ranking: Sequence[str], grades: Mapping[str, int]) -> float:
+    """R_AUC: the share of (positive, negative) pairs in the right order, positives being grade > 0 and
+    negatives grade 0 (`slate_auc`; pairs of two positives do not count). 1.0 for a slate without a
+    positive or without a negative: no pair can be misordered, every order of it scores the same (so a
+    group of samples gets no advantage from it) and its shown order counts as optimal in Eq. 7."""
+    auc = slate_auc(ranking, grades)
+    return 1.0 if auc is None else auc
+
+
+def graded_ndcg_reward(ranking: Sequence[str], grades: Mapping[str, int], k: int | None = None) -> float:
+    """R_NDCG: graded NDCG@k of the returned order, gain 2^g - 1 (`graded_ndcg_at_k`); k None is the
+    whole list, as in the report. 0 for a slate without a positive."""
+    return graded_ndcg_at_k(ranking, grades, len(ranking) if k is None else k)
+
+
+RankReward = Callable[[Sequence[str], Mapping[str, int]], float]
+
+
+def slate_conditional_reward(
+    ranking: Sequence[str],
+    shown: Sequence[str],
+    grades: Mapping[str, int],
+    alpha: float,
+    valid: bool,
+    rank_reward: RankReward = auc_reward,
+) -> float:
+    """The technical report's Eq. 7: alpha * R_fmt alone for an invalid output (0: no ranking credit) and
+    for a copy of the shown order when that order is not optimal (R_AUC(shown) < 1); otherwise
+    R_rank + alpha * R_fmt, R_rank being `rank_reward` (R_AUC by default) of the returned order.
+
+    `valid` says the output parsed and `ranking` is a permutation of `shown`; the pipeline's fixed penalty
+    for invalid outputs is the caller's, as in `score_completion`."""
+    bonus = alpha * format_reward(valid)
+    if not valid or (is_order_copy(ranking, shown) and auc_reward(shown, grades) < 1.0):
+        return bonus
+    return rank_reward(ranking, grades) + bonus
 
 
 def soft_overlong_penalty(length: int, max_length: int, cache_length: int) -> float:
