@@ -13,10 +13,29 @@ def direct_sft(
     model_in: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
+    node_image: str,
+    node_accelerator: str,
+    node_gpus: int,
+    node_selector: dict,
+    node_tolerations: list,
+    workspace_pvc: str,
 ):
     """Direct SFT: listwise loss on the candidates' label logits; the fusion lambda chosen on validation."""
     from gr2.steps import direct_sft_step
+    from pipelines.placement import trainjob_placement
+
+    # used only with several nodes: where the TrainJob's nodes run (this task then only launches and waits)
+    trainjob = trainjob_placement(
+        node_image, node_accelerator, node_gpus, node_selector, node_tolerations, workspace_pvc
+    )
 
     direct_sft_step(
-        config_json, dataset.path, examples.path, semantic_ids.path, model_in.path, model.path, metrics.log_metric
+        config_json,
+        dataset.path,
+        examples.path,
+        semantic_ids.path,
+        model_in.path,
+        model.path,
+        metrics.log_metric,
+        trainjob=trainjob,
     )

@@ -59,7 +59,15 @@ STAGES = (
     "deploy",
 )
 PIPELINE_NAME = "gr2"
-TRAINING_SECTION = {"midtrain": "midtrain", "sft": "sft", "dapo": "dapo", "dapo_naive": "dapo"}
+TRAINING_SECTION = {
+    "midtrain": "midtrain",
+    "sft": "sft",
+    "dapo": "dapo",
+    "dapo_naive": "dapo",
+    "direct_sft": "direct_sft",
+    "direct_dapo": "direct_dapo",
+    "direct_dapo_naive": "direct_dapo",
+}
 
 
 class UnknownStageError(ValueError):
@@ -177,12 +185,13 @@ def build_pipeline(
                 run["dapo_naive"] = named(naive, "dapo_naive")
         if "direct_sft" in stages:
             start = run[config.direct_sft.start_from].outputs["model"]
-            run["direct_sft"] = named(direct_sft(model_in=start, **inputs), "direct_sft")
+            run["direct_sft"] = named(direct_sft(model_in=start, **inputs, **training), "direct_sft")
         if "direct_dapo" in stages:
             policy = run["direct_sft"].outputs["model"]
-            run["direct_dapo"] = named(direct_dapo(reward_kind="conditional", model_in=policy, **inputs), "direct_dapo")
+            conditional = direct_dapo(reward_kind="conditional", model_in=policy, **inputs, **training)
+            run["direct_dapo"] = named(conditional, "direct_dapo")
             if config.direct_dapo.run_naive_ablation:
-                naive = direct_dapo(reward_kind="naive", model_in=policy, **inputs)
+                naive = direct_dapo(reward_kind="naive", model_in=policy, **inputs, **training)
                 run["direct_dapo_naive"] = named(naive, "direct_dapo_naive")
         if "evaluate" in stages:
             judged = named(evaluate(image=GPU_IMAGE, **inputs, **evaluation_inputs(run)), "evaluate")

@@ -175,6 +175,7 @@ def direct_states_cache(config) -> Path:
     return Path(config.cache).expanduser() / "direct-states"
 
 
+@distributed_step("direct_sft", inputs=("dataset", "examples", "sid", "model"), outputs=("model_out",))
 def direct_sft_step(
     config_json: str,
     dataset: str,
@@ -202,6 +203,7 @@ def direct_sft_step(
     log_all(metrics, log_metric)
 
 
+@distributed_step("direct_dapo", inputs=("dataset", "examples", "sid", "model"), outputs=("model_out",))
 def direct_dapo_step(
     config_json: str,
     reward_kind: str,

@@ -12,22 +12,24 @@ from pipelines.placement import KINDS, cluster_config, compiled_tasks, load_comp
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     path = tmp_path_factory.mktemp("trainjob") / "pipeline.yaml"
-    config = cluster_config(load_preset("beauty-gpu", ["sft.nodes=2"]))
-    compile_pipeline(config, str(path), until="sft")
+    config = cluster_config(load_preset("beauty-gpu", ["sft.nodes=2", "direct_sft.nodes=2"]))
+    compile_pipeline(config, str(path), until="direct_dapo")
     return load_compiled(path.read_text())
 
 
 def test_a_multi_node_stage_is_a_light_task_and_one_node_stages_keep_their_gpus(compiled):
     tasks = {task.name: task for task in compiled_tasks(*compiled)}
     assert placement_problems(*compiled) == []
-    assert tasks["sft"].kind == "trainjob" and not tasks["sft"].asks_for_gpu
-    assert tasks["sft"].container["resources"]["cpuRequest"] == float(KINDS["trainjob"].cpu)
-    assert tasks["midtrain"].kind == "gpu-train" and tasks["midtrain"].asks_for_gpu
+    for multi_node in ("sft", "direct-sft"):
+        assert tasks[multi_node].kind == "trainjob" and not tasks[multi_node].asks_for_gpu
+        assert tasks[multi_node].container["resources"]["cpuRequest"] == float(KINDS["trainjob"].cpu)
+    for one_node in ("midtrain", "direct-dapo"):
+        assert tasks[one_node].kind == "gpu-train" and tasks[one_node].asks_for_gpu
 
 
 def test_the_training_tasks_receive_the_gpu_placement_parameters(compiled):
     pipeline_spec, _ = compiled
-    for name in ("midtrain", "sft"):
+    for name in ("midtrain", "sft", "dapo", "direct-sft", "direct-dapo"):
         parameters = pipeline_spec["root"]["dag"]["tasks"][name]["inputs"]["parameters"]
         by_pipeline_parameter = {
             key: value["componentInputParameter"]

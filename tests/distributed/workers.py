@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
+import torch
+
+from gr2.distributed.collective import join_process_group
 from gr2.lm.config import MidtrainConfig
 from gr2.lm.midtrain import run_midtraining
 from gr2.lm.models import load_model_and_tokenizer
 from gr2.lm.training import loss_curve, save_pretrained_atomic
 from gr2.traces.sampling import read_traces
-from gr2.train.config import SftConfig
+from gr2.train.config import DirectDapoConfig, DirectSftConfig, SftConfig
+from gr2.train.direct import train_direct_dapo, train_direct_sft
 from gr2.train.sft import train_sft
 from tests.conftest import OFFICE_USERS
 from tests.office import office_catalog, office_sequences, random_sid_map
@@ -66,3 +71,22 @@ def copy_upper(source: str, target: str, log_metric) -> None:
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     Path(target).write_text(text.upper())
     log_metric("characters", float(len(text)))
+
+
+DIRECT_TRAINERS = {"sft": (train_direct_sft, DirectSftConfig), "dapo": (train_direct_dapo, DirectDapoConfig)}
+
+
+def direct_training(
+    kind: str, model_dir: str, inputs_file: str, config_json: str, out_file: str, work_dir: str, log_metric
+) -> None:
+    """Direct SFT or DAPO in this process's world on pickled (examples, PromptContext); rank 0 saves the
+    weights to `out_file` and logs the metrics and each step's loss."""
+    trainer, config_type = DIRECT_TRAINERS[kind]
+    world = join_process_group()
+    model, tokenizer = load_model_and_tokenizer(Path(model_dir))
+    examples, context = pickle.loads(Path(inputs_file).read_bytes())
+    config = config_type.model_validate_json(config_json)
+    metrics, curve = trainer(model, tokenizer, examples, context, config, 0, Path(work_dir), None, world)
+    if world.is_main:
+        torch.save(model.state_dict(), out_file)
+        log_all(metrics | {f"loss_step_{row['step']}": row["loss"] for row in curve}, log_metric)

@@ -7,14 +7,17 @@ from typing import Any
 
 from pydantic import Field
 
+PER_PROCESS_BATCH = "per_device_train_batch_size is per process, so the global batch grows with processes x nodes."
 
-def processes_field() -> Any:
+
+def processes_field(batch_note: str = PER_PROCESS_BATCH) -> Any:
+    """The `processes` field; `batch_note` says what a process count does to the stage's batch."""
     return Field(
         None,
         ge=1,
         description="Training processes per node, one per GPU. None: the GPUs the task has (1 on CPU). Above 1 "
         "the stage launches itself with torchrun and waits; rank 0 alone saves the model and the metrics. "
-        "per_device_train_batch_size is per process, so the global batch grows with processes x nodes.",
+        + batch_note,
     )
 
 

@@ -44,7 +44,7 @@ def teacher_label(config: RunConfig) -> str:
 def model_rankers(
     config: RunConfig, inputs: StageInputs, model_dirs: dict[str, Path]
 ) -> dict[str, tuple[str, str, Ranker]]:
-    from gr2.lm.models import load_model_and_tokenizer
+    from gr2.lm.models import load_on_device
     from gr2.traces.stage import build_teacher
 
     teacher = build_teacher(config.teacher.model_copy(update={"temperature": 0.0}), inputs, config.seed)
@@ -52,18 +52,18 @@ def model_rankers(
         "teacher": (teacher_label(config), "teacher", teacher_ranker(teacher, inputs, config.prompt, config.seed))
     }
     if "midtrain" in model_dirs:
-        model, tokenizer = load_model_and_tokenizer(model_dirs["midtrain"])
+        model, tokenizer = load_on_device(model_dirs["midtrain"])
         ranker = likelihood_ranker(
             model, tokenizer, inputs, config.midtrain.system_prompt, config.midtrain.history_length
         )
         rankers["midtrain"] = ("Mid-trained (SID likelihood)", "model", ranker)
     for name, label in MODEL_ROWS.items():
         if name in model_dirs:
-            model, tokenizer = load_model_and_tokenizer(model_dirs[name])
+            model, tokenizer = load_on_device(model_dirs[name])
             rankers[name] = (label, "model", llm_ranker(model, tokenizer, inputs, config.prompt, config.evaluate))
     for name, label in DIRECT_ROWS.items():
         if name in model_dirs:
-            model, tokenizer = load_model_and_tokenizer(model_dirs[name])
+            model, tokenizer = load_on_device(model_dirs[name])
             fusion = read_fusion_lambda(model_dirs[name]) or 0.0
             alone, fused = direct_rankers(model, tokenizer, inputs, config.prompt, config.evaluate, fusion)
             rankers[name] = (label, "model", alone)

@@ -164,6 +164,15 @@ def load_model_and_tokenizer(checkpoint: str | Path, dtype: str = "auto") -> tup
     return model, tokenizer
 
 
+def load_on_device(checkpoint: str | Path, dtype: str = "auto") -> tuple[PreTrainedModel, object]:
+    """`load_model_and_tokenizer`, the model moved to this process's GPU when it has one (`compute_device`);
+    for the stages that run a model themselves rather than through the Hugging Face Trainer."""
+    from gr2.distributed.collective import compute_device
+
+    model, tokenizer = load_model_and_tokenizer(checkpoint, dtype)
+    return model.to(compute_device()), tokenizer
+
+
 def load_base_model(
     name: str, cache_dir: Path | None = None, dtype: str = "auto", seed: int = 0
 ) -> tuple[PreTrainedModel, object, float]:

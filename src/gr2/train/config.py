@@ -8,6 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gr2.distributed import nodes_field, processes_field
 
+DIRECT_BATCH = (
+    "batch_size and prompts_per_step are global: each process takes its share of a batch and the gradients are "
+    "summed, so the result does not depend on the number of processes."
+)
+
 
 class RewardConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -142,6 +147,8 @@ class DirectSftConfig(BaseModel):
         "target's label.",
     )
     save_steps: int = Field(50, ge=1, description="Checkpoint every this many steps (for resuming).")
+    processes: int | None = processes_field(DIRECT_BATCH)
+    nodes: int = nodes_field()
     eval_examples: int | None = Field(None, ge=1, description="Validation examples (None: all of them).")
     eval_batch_size: int = Field(8, ge=1, description="Prompts per scoring batch.")
 
@@ -172,5 +179,7 @@ class DirectDapoConfig(BaseModel):
     max_generation_rounds: int = Field(8, ge=1, description="Dynamic sampling: rounds per step before failing.")
     max_train_examples: int | None = Field(None, ge=1, description="Use at most this many train examples.")
     save_steps: int = Field(10, ge=1, description="Checkpoint every this many steps (for resuming).")
+    processes: int | None = processes_field(DIRECT_BATCH)
+    nodes: int = nodes_field()
     eval_examples: int | None = Field(None, ge=1, description="Validation examples (None: all of them).")
     eval_batch_size: int = Field(8, ge=1, description="Prompts per scoring batch.")

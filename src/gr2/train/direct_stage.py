@@ -7,10 +7,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from gr2.distributed.collective import join_process_group
 from gr2.eval.gate import FUSED
 from gr2.eval.validate import validate_direct
 from gr2.inputs import StageInputs
-from gr2.lm.models import load_model_and_tokenizer
+from gr2.lm.models import load_on_device
 from gr2.lm.training import save_pretrained_atomic
 from gr2.rank.direct import PromptContext, stage_prompt_context
 from gr2.serve.config import DecodingConfig
@@ -84,11 +85,15 @@ def train_and_publish(
     out_dir: Path,
     cache_dir: Path | None,
 ) -> dict[str, float]:
-    """Train the model of `model_dir` with `trainer` (direct SFT or DAPO) on the train examples, then publish it."""
-    model, tokenizer = load_model_and_tokenizer(model_dir)
+    """Train the model of `model_dir` with `trainer` (direct SFT or DAPO) on the train examples, then publish it.
+    Under torchrun every rank trains its share; rank 0 alone validates and publishes (the others return {})."""
+    world = join_process_group()
+    model, tokenizer = load_on_device(model_dir)
     examples = inputs.examples_of("train", config.max_train_examples, seed)
     context = stage_prompt_context(inputs, prompt)
-    metrics, curve = trainer(model, tokenizer, examples, context, config, seed, work_dir, cache_dir)
+    metrics, curve = trainer(model, tokenizer, examples, context, config, seed, work_dir, cache_dir, world)
+    if not world.is_main:
+        return {}
     return metrics | publish_direct(model, tokenizer, curve, inputs, context, config, fusion_lambdas, seed, out_dir)
 
 
