@@ -1,7 +1,10 @@
 """The one place that names the container images components run in on a cluster.
 
-Set GR2_BASE_IMAGE / GR2_GPU_IMAGE when compiling to use another registry or tag; kfp.local ignores both.
-CPU stages run in the CPU image; stages that load or train the LLM run in the GPU image (images/).
+CPU stages run in the CPU image; stages that load or train the LLM run in the GPU image (images/). Set
+GR2_BASE_IMAGE / GR2_GPU_IMAGE when compiling to use another registry or tag, and when running locally with
+`gr2 run --runner docker`, whose kfp.local DockerRunner starts each task in its component's image (on a
+machine without the CUDA image, GR2_GPU_IMAGE=<the CPU image> runs the GPU stages there too). The default
+runner (subprocesses) ignores both.
 """
 
 import os
