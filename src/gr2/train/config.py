@@ -183,3 +183,58 @@ class DirectDapoConfig(BaseModel):
     nodes: int = nodes_field()
     eval_examples: int | None = Field(None, ge=1, description="Validation examples (None: all of them).")
     eval_batch_size: int = Field(8, ge=1, description="Prompts per scoring batch.")
+
+
+class OpdConfig(BaseModel):
+    """On-policy distillation (`gr2.train.opd`, the report's RL-OPD before DAPO): the student samples G
+    completions per prompt, the frozen teacher gives the log-prob of every sampled token, and the loss is
+    DAPO's clipped surrogate with the sequence reward plus kl_coef times the per-token reverse KL to the
+    teacher (the report's Eq. 4). Teacher and student must share a tokenizer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: str | None = Field(
+        None,
+        description="The teacher checkpoint: a local directory, a remote fsspec URI (gs://...) or a Hugging Face "
+        "id, resolved like base_model.name. It must have the student's tokenizer, SID tokens included (a "
+        "teacher mid-trained with the same SID map); checked when it is loaded.",
+    )
+    teacher_dtype: Literal["float32", "bfloat16", "auto"] = Field("auto", description="dtype the teacher loads in.")
+    kl_coef: float = Field(
+        1.0,
+        ge=0,
+        description="beta of Eq. 4, the weight of the per-token reverse KL to the teacher (OPEN in the report). "
+        "1: the KL of a token and the unit-variance sequence advantage weigh alike; 0 is plain DAPO.",
+    )
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="The verifiable sequence reward.")
+    num_generations: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
+    prompts_per_step: int = Field(4, ge=1, description="Prompt groups per optimiser step.")
+    max_steps: int = Field(50, ge=1, description="Optimiser steps (rollout batches).")
+    updates_per_batch: int = Field(
+        1,
+        ge=1,
+        description="Gradient updates on each rollout batch. With 1 the importance ratio is 1 and nothing is "
+        "clipped (TRL's default); above 1 the later updates are off-policy and the clip applies.",
+    )
+    learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (DAPO's published range 5e-7..1e-6).")
+    max_completion_length: int = Field(
+        512, ge=8, description="Token budget of one plainly sampled completion (constrained: see reasoning_tokens)."
+    )
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        description="Sampling temperature; student and teacher log-probs are both taken at it, so an identical "
+        "teacher has KL 0 at any temperature.",
+    )
+    epsilon: float = Field(0.2, gt=0, description="Lower clip range of the importance ratio (eps_low).")
+    epsilon_high: float = Field(0.28, gt=0, description="Upper clip range (clip-higher).")
+    constrained_rollouts: bool = Field(
+        False,
+        description="Sample with the serving decoder (greedy reasoning, then a ranking that can only be a "
+        "permutation) instead of plain sampling. Off by default: its tokens are not drawn from the student's "
+        "distribution, so the sampled KL is then not an estimate of the student's reverse KL; on for a small "
+        "student whose free answers are all invalid (flat rewards).",
+    )
+    reasoning_tokens: int = Field(256, ge=0, description="Constrained rollouts: the reasoning budget in tokens.")
+    save_steps: int = Field(10, ge=1, description="Checkpoint every this many steps (for resuming).")
+    max_train_prompts: int | None = Field(None, ge=1, description="Use at most this many train examples.")
