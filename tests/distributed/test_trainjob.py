@@ -133,3 +133,54 @@ def test_a_trainjob_launch_stages_inputs_on_the_workspace_and_copies_outputs_bac
     assert seen["stage"] == "copy_upper"
     assert seen["source"].startswith(str(workspace)) and seen["target"].startswith(str(workspace))
     assert not seen["run_dir"].exists()  # the run folder is removed from the workspace afterwards
+
+
+def local_nodes(node_count: int, monkeypatch):
+    """A stand-in for the TrainJob: the worker command run as `node_count` processes of this machine, each
+    given what Kubeflow Trainer's torch runtime gives a node (PET_NODE_RANK, PET_MASTER_ADDR/PORT), with the
+    run folder on a disk they share as the nodes share the workspace volume."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def run(placement, command, world, stage):
+        assert world.nodes == node_count
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"  # `python` as in the image
+        nodes = [
+            subprocess.Popen(
+                command,
+                env=os.environ
+                | {"PATH": path, "PYTHONPATH": str(REPO), "PET_NODE_RANK": str(rank)}
+                | {"PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port)},
+            )
+            for rank in range(node_count)
+        ]
+        codes = [node.wait(timeout=300) for node in nodes]
+        failed = [f"node {rank} exited with {code}" for rank, code in enumerate(codes) if code]
+        return "; ".join(failed) or None
+
+    monkeypatch.setattr("gr2.distributed.trainjob.run_trainjob", run)
+
+
+@pytest.mark.slow
+def test_the_trainjob_worker_command_runs_a_two_node_world(tmp_path, monkeypatch):
+    """The very command each TrainJob node runs (torchrun --nnodes=2, rendezvous from the PET_* variables):
+    the two nodes form one world, rank 0 publishes, and the task gets its outputs and metrics back."""
+    from gr2.distributed import launch
+
+    local_nodes(2, monkeypatch)
+    source, target = tmp_path / "task" / "in.txt", tmp_path / "task" / "out" / "model.txt"
+    source.parent.mkdir()
+    source.write_text("weights")
+    call = launch.StageCall(
+        "tests.distributed.workers:sum_ranks_and_copy", {"source": str(source), "target": str(target)}
+    )
+    metrics = launch.launch_on_trainjob(call, World(1, 2), PLACEMENT, tmp_path / "ws", ("source",), ("target",))
+    assert metrics == {"characters": 7.0, "rank_sum": 3.0, "world_size": 2.0, "nodes": 2.0}
+    assert target.read_text() == "WEIGHTS"

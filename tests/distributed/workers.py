@@ -90,3 +90,19 @@ def direct_training(
     if world.is_main:
         torch.save(model.state_dict(), out_file)
         log_all(metrics | {f"loss_step_{row['step']}": row["loss"] for row in curve}, log_metric)
+
+
+def sum_ranks_and_copy(source: str, target: str, log_metric) -> None:
+    """Every rank joins torchrun's process group (gloo) and sums rank + 1 over the world; rank 0 writes the
+    upper-cased input and logs the sum, the world size and the node count torchrun saw."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    total = torch.tensor([float(dist.get_rank() + 1)])
+    dist.all_reduce(total)
+    if dist.get_rank() == 0:
+        copy_upper(source, target, log_metric)
+        log_metric("rank_sum", total.item())
+        log_metric("world_size", float(dist.get_world_size()))
+        log_metric("nodes", float(os.environ["GROUP_WORLD_SIZE"]))
+    dist.destroy_process_group()
