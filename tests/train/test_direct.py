@@ -19,9 +19,9 @@ from gr2.rank.direct import (
 )
 from gr2.traces.collaborative import CollaborativeCounts
 from gr2.traces.config import PromptConfig
+from gr2.train.checkpoint import CHECKPOINT_DIR
 from gr2.train.config import DirectDapoConfig, DirectSftConfig, RewardConfig
 from gr2.train.direct import (
-    CHECKPOINT_DIR,
     DynamicSamplingStarvation,
     FrozenLowerLayers,
     RolloutStats,

@@ -10,6 +10,7 @@ import torch
 from gr2.distributed.launch import StageCall, launch_here
 from gr2.rank.direct import PromptContext
 from gr2.traces.collaborative import CollaborativeCounts
+from gr2.train.checkpoint import CHECKPOINT_DIR
 from gr2.train.config import DirectDapoConfig, DirectSftConfig
 from tests.conftest import REPO
 from tests.distributed.workers import direct_training
@@ -73,7 +74,7 @@ def test_direct_dapo_on_two_processes_trains_on_the_whole_worlds_groups(tiny_dir
     assert two["last_step_valid_share"] == 1.0 and two["last_step_reward_std"] > 0
     # the world's rollout groups, not rank 0's alone: at least prompts_per_step groups generated
     assert two["last_step_dropped_group_share"] < 1.0
-    assert (tmp_path / "w2" / "direct-checkpoint" / "state.pt").is_file()
+    assert (tmp_path / "w2" / CHECKPOINT_DIR / "state.pt").is_file()
     assert not torch.equal(
         torch.load(tmp_path / "two.pt")["model.norm.weight"], load_tiny(tiny_dir)["model.norm.weight"]
     )

@@ -17,7 +17,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean, pstdev
 
@@ -28,8 +28,9 @@ from transformers import get_cosine_schedule_with_warmup, set_seed
 from gr2.distributed.collective import SINGLE_PROCESS, ProcessWorld
 from gr2.prerank.candidates import RerankExample
 from gr2.rank.direct import DirectPrompt, PromptContext, direct_prompt, head_token_ids, label_head
-from gr2.storage.atomic import atomic_dir, atomic_path
+from gr2.storage.atomic import atomic_path
 from gr2.storage.hashing import hash_json
+from gr2.train.checkpoint import resume_checkpoint, save_checkpoint, trainable_parameters
 from gr2.train.config import DirectDapoConfig, DirectSftConfig
 from gr2.train.direct_losses import (
     clipped_surrogate,
@@ -39,9 +40,6 @@ from gr2.train.direct_losses import (
     sample_plackett_luce,
 )
 from gr2.train.rewards import RewardBreakdown, score_ranking
-
-CHECKPOINT_DIR = "direct-checkpoint"
-STATE_FILE = "state.pt"
 
 
 class FrozenLowerLayers:
@@ -76,7 +74,7 @@ class FrozenLowerLayers:
         return digest.hexdigest()
 
     def trainable(self) -> dict[str, torch.nn.Parameter]:
-        return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+        return trainable_parameters(self.model)
 
     def run_layers(self, hidden: torch.Tensor, layers) -> torch.Tensor:
         positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
@@ -170,51 +168,6 @@ def cached_lower_states(
     return states
 
 
-@dataclass
-class TrainingState:
-    """What a checkpoint holds besides the trainable weights."""
-
-    step: int = 0
-    curve: list[dict] = field(default_factory=list)
-    rng: dict = field(default_factory=dict)
-
-
-def save_checkpoint(
-    work_dir: Path, split: FrozenLowerLayers, optimizer, scheduler, state: TrainingState, world: ProcessWorld
-) -> None:
-    """Rank 0 writes the checkpoint (every rank holds the same weights and optimiser state)."""
-    if not world.is_main:
-        return
-    state.rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    payload = {
-        "trainable": {name: p.detach().clone() for name, p in split.trainable().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler else None,
-        "state": state.__dict__,
-    }
-    with atomic_dir(work_dir / CHECKPOINT_DIR) as staging:
-        torch.save(payload, staging / STATE_FILE)
-
-
-def resume_checkpoint(work_dir: Path, split: FrozenLowerLayers, optimizer, scheduler) -> TrainingState:
-    """Load the last checkpoint into the model and optimiser; a fresh state when there is none."""
-    path = work_dir / CHECKPOINT_DIR / STATE_FILE
-    if not path.is_file():
-        return TrainingState()
-    payload = torch.load(path, weights_only=False)
-    params = split.trainable()
-    with torch.no_grad():
-        for name, value in payload["trainable"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(payload["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(payload["scheduler"])
-    state = TrainingState(**payload["state"])
-    torch.set_rng_state(state.rng["torch"])
-    random.setstate(state.rng["python"])
-    return state
-
-
 def view_schedule(count: int, epochs: float, batch_size: int, seed: int) -> list[list[int]]:
     """Batches of view indices: a seeded permutation per epoch, cut to `epochs` worth of views."""
     order: list[int] = []
@@ -273,7 +226,7 @@ def train_direct_sft(
     trainable = list(split.trainable().values())
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * len(batches)), len(batches))
-    state = resume_checkpoint(work_dir, split, optimizer, scheduler)
+    state = resume_checkpoint(work_dir, split.trainable(), optimizer, scheduler)
     resumed_from = state.step
     model.train()
     for step in tqdm(range(state.step, len(batches)), desc="direct sft", unit="step", initial=state.step):
@@ -292,7 +245,7 @@ def train_direct_sft(
         (batch_loss,) = world.sum_values([loss_sum / len(batches[step])])
         state.curve.append({"step": state.step, "loss": batch_loss, "learning_rate": scheduler.get_last_lr()[0]})
         if state.step % config.save_steps == 0 or state.step == len(batches):
-            save_checkpoint(work_dir, split, optimizer, scheduler, state, world)
+            save_checkpoint(work_dir, split.trainable(), optimizer, scheduler, state, world)
     release_for_inference(model)
     metrics = {
         "train_examples": len(examples),
@@ -432,7 +385,7 @@ def train_direct_dapo(
     started = time.monotonic()
     split, views = prepare_views(model, tokenizer, examples, context, config.trainable_layers, 1, cache_dir, world)
     optimizer = torch.optim.AdamW(split.trainable().values(), lr=config.learning_rate, weight_decay=0.0)
-    state = resume_checkpoint(work_dir, split, optimizer, None)
+    state = resume_checkpoint(work_dir, split.trainable(), optimizer, None)
     resumed_from = state.step
     groups_here = len(world.share(range(config.prompts_per_step)))
     model.train()
@@ -458,7 +411,7 @@ def train_direct_dapo(
         logged = rollout_log(rewards, RolloutStats.merged([part for _, part in gathered]))
         state.curve.append({"step": state.step, "loss": loss, "clip_ratio": clip_share, **logged})
         if state.step % config.save_steps == 0 or state.step == config.max_steps:
-            save_checkpoint(work_dir, split, optimizer, None, state, world)
+            save_checkpoint(work_dir, split.trainable(), optimizer, None, state, world)
     release_for_inference(model)
     metrics = {
         "train_examples": len(examples),

@@ -6,8 +6,8 @@ overlong penalty), the frozen teacher scores the same tokens in one forward pass
 student takes an AdamW step on Eq. 4 (`gr2.train.opd_losses.opd_loss`). Teacher and student must share a
 tokenizer (`check_same_tokenizer`): the teacher's log-probs are read at the student's token ids.
 
-Checkpoints use `gr2.train.direct`'s format (trainable weights, optimiser, step, per-step log, RNG; written
-atomically to `work_dir/direct-checkpoint` every `save_steps`); each step's prompts and samples are seeded
+Checkpoints are `gr2.train.checkpoint`'s (trainable weights, optimiser, step, per-step log, RNG; written
+atomically into `work_dir` every `save_steps`); each step's prompts and samples are seeded
 by the step, so a resumed run continues as an uninterrupted one would have. Not wired into the pipeline.
 """
 
@@ -26,15 +26,15 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from gr2.data.schema import Item
-from gr2.distributed.collective import SINGLE_PROCESS
 from gr2.lm.models import load_on_device, resolve_checkpoint
 from gr2.prerank.candidates import RerankExample
 from gr2.rank.generation import chat_prompt, strip_end_markers
 from gr2.sid.sidmap import SidMap
 from gr2.traces.config import PromptConfig
 from gr2.traces.prompt import build_messages
+from gr2.train.checkpoint import resume_checkpoint, save_checkpoint, trainable_parameters
 from gr2.train.config import OpdConfig, RewardConfig
-from gr2.train.direct import release_for_inference, resume_checkpoint, save_checkpoint
+from gr2.train.direct import release_for_inference
 from gr2.train.direct_losses import group_advantages
 from gr2.train.opd_losses import OpdLoss, opd_loss, token_log_probs
 from gr2.train.rewards import RewardBreakdown, score_completion, soft_overlong_penalty
@@ -78,16 +78,6 @@ def load_teacher(config: OpdConfig, student_tokenizer):
     teacher, teacher_tokenizer = load_on_device(resolve_checkpoint(config.teacher), config.teacher_dtype)
     check_same_tokenizer(student_tokenizer, teacher_tokenizer)
     return teacher.requires_grad_(False).eval()
-
-
-@dataclass(frozen=True)
-class StudentWeights:
-    """The student's trainable parameters, in the form `gr2.train.direct`'s checkpoints read and write."""
-
-    model: torch.nn.Module
-
-    def trainable(self) -> dict[str, torch.nn.Parameter]:
-        return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
 
 
 @dataclass(frozen=True)
@@ -266,8 +256,8 @@ def train_opd(
     set_seed(seed)
     started = time.monotonic()
     pool = list(examples[: config.max_train_prompts])
-    weights = StudentWeights(student)
-    optimizer = torch.optim.AdamW(weights.trainable().values(), lr=config.learning_rate, weight_decay=0.0)
+    weights = trainable_parameters(student)
+    optimizer = torch.optim.AdamW(weights.values(), lr=config.learning_rate, weight_decay=0.0)
     work_dir = Path(work_dir)
     state = resume_checkpoint(work_dir, weights, optimizer, None)
     resumed_from = state.step
@@ -283,13 +273,13 @@ def train_opd(
         updates = []
         for _ in range(config.updates_per_batch):
             updates.append(policy_update(student, groups, old, config))
-            torch.nn.utils.clip_grad_norm_(weights.trainable().values(), 1.0)
+            torch.nn.utils.clip_grad_norm_(weights.values(), 1.0)
             optimizer.step()
             optimizer.zero_grad()
         state.step += 1
         state.curve.append(step_log(state.step, groups, updates[0], updates[-1]))
         if state.step % config.save_steps == 0 or state.step == config.max_steps:
-            save_checkpoint(work_dir, weights, optimizer, None, state, SINGLE_PROCESS)
+            save_checkpoint(work_dir, weights, optimizer, None, state)
     release_for_inference(student)
     metrics = {
         "train_prompts": len(pool),
