@@ -89,6 +89,7 @@ def head_token_ids(tokenizer, config: PromptConfig) -> list[int]:
 class DirectPrompt:
     text: str
     shown: tuple[int, ...]  # incoming index of the candidate under each label
+    token_ids: tuple[int, ...]  # `text` tokenized once, for every model call and length check
     positions: tuple[int, ...] | None = None  # `candidate` readout: token index ending each candidate line
 
     def scores(self, hidden: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
@@ -121,8 +122,9 @@ def candidate_notes(
     return notes
 
 
-def line_end_positions(tokenizer, text: str, lines: int) -> tuple[int, ...]:
-    """Token index of the last character of each of the `lines` candidate lines in a rendered prompt."""
+def line_end_positions(encoding, text: str, lines: int) -> tuple[int, ...]:
+    """Token index of the last character of each of the `lines` candidate lines in a rendered prompt
+    (`encoding`: the tokenizer's output for `text`, with its character offsets)."""
     header = f"\n{DIRECT_CANDIDATES_HEADER}\n"
     start = text.rindex(header) + len(header)
     ends = []
@@ -130,7 +132,6 @@ def line_end_positions(tokenizer, text: str, lines: int) -> tuple[int, ...]:
         end = text.index("\n", start)
         ends.append(end - 1)
         start = end + 1
-    encoding = tokenizer(text, add_special_tokens=False)
     return tuple(encoding.char_to_token(char) for char in ends)
 
 
@@ -144,8 +145,10 @@ def direct_prompt(
         history, [candidates[i] for i in shown], context.catalog, context.sids, config, mode="direct", notes=notes
     )
     text = render_prompt(tokenizer, system["content"], user["content"])
-    positions = line_end_positions(tokenizer, text, len(shown)) if config.direct_readout == "candidate" else None
-    return DirectPrompt(text, shown, positions)
+    encoding = tokenizer(text, add_special_tokens=False)
+    candidate_readout = config.direct_readout == "candidate"
+    positions = line_end_positions(encoding, text, len(shown)) if candidate_readout else None
+    return DirectPrompt(text, shown, tuple(encoding["input_ids"]), positions)
 
 
 def label_head(model, label_ids: Sequence[int]) -> torch.Tensor:
@@ -158,8 +161,7 @@ def label_logits(model, tokenizer, prompts: Sequence[DirectPrompt], head_ids: Se
     """Per prompt, the per-label scores of one batched prefill. Only the readout positions are projected,
     and only onto the head tokens (the full vocabulary head would cost as much as several layers)."""
     tokenizer.padding_side = "left"
-    texts = [p.text for p in prompts]
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    batch = tokenizer.pad({"input_ids": [list(p.token_ids) for p in prompts]}, return_tensors="pt").to(model.device)
     positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
     hidden = model.get_decoder()(**batch, position_ids=positions).last_hidden_state
     head = label_head(model, head_ids)

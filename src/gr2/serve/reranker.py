@@ -140,8 +140,8 @@ class Reranker:
         if len(known) < MIN_CANDIDATES:
             return fallback(request, "nothing_to_rank")
         prompt = self.prompt(request, known)
-        text = prompt.text if isinstance(prompt, DirectPrompt) else prompt
-        if self.prompt_tokens(text) > self.prompt_config.max_prompt_tokens:
+        length = len(prompt.token_ids) if isinstance(prompt, DirectPrompt) else self.prompt_tokens(prompt)
+        if length > self.prompt_config.max_prompt_tokens:
             return fallback(request, "prompt_too_long")
         return known, prompt
 

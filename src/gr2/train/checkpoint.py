@@ -27,6 +27,11 @@ class TrainingState:
     curve: list[dict] = field(default_factory=list)
     rng: dict = field(default_factory=dict)
 
+    def last_step_metrics(self) -> dict[str, float]:
+        """The last logged step's values as `last_step_<name>` metrics (none before the first step)."""
+        last = self.curve[-1] if self.curve else {}
+        return {f"last_step_{name}": value for name, value in last.items() if name != "step"}
+
 
 def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}

@@ -135,8 +135,7 @@ def build_views(
     orders = orders_per_example(context, views_per_example)
     owned = world.share(range(len(examples) * orders))
     shown = [view_prompt(tokenizer, examples[index // orders], context, index % orders) for index in owned]
-    token_ids = [tokenizer(prompt.text, add_special_tokens=False)["input_ids"] for prompt in shown]
-    lowers = cached_lower_states(split, token_ids, cache_dir)
+    lowers = cached_lower_states(split, [list(prompt.token_ids) for prompt in shown], cache_dir)
     return [
         TrainView(examples[index // orders], prompt, lower, index)
         for index, prompt, lower in zip(owned, shown, lowers, strict=True)
@@ -419,6 +418,4 @@ def train_direct_dapo(
         "resumed_from_step": resumed_from,
         "train_seconds": time.monotonic() - started,
     }
-    if state.curve:
-        metrics |= {f"last_step_{k}": v for k, v in state.curve[-1].items() if k != "step"}
-    return metrics, state.curve
+    return metrics | state.last_step_metrics(), state.curve

@@ -287,6 +287,4 @@ def train_opd(
         "resumed_from_step": resumed_from,
         "train_seconds": time.monotonic() - started,
     }
-    if state.curve:
-        metrics |= {f"last_step_{k}": v for k, v in state.curve[-1].items() if k != "step"}
-    return metrics, state.curve
+    return metrics | state.last_step_metrics(), state.curve
