@@ -273,8 +273,9 @@ def direct_step(model, tokenizer, labels: list[str], shapes: Shapes, device: tor
     split = FrozenLowerLayers(model, shapes.direct_trainable_layers, label_token_ids(tokenizer, labels))
     optimiser = torch.optim.AdamW(split.trainable().values(), lr=1e-6)
     text = prompt_text(tokenizer, shapes.prompt_tokens, seed=3)
-    prompt = DirectPrompt(text, tuple(range(len(labels))))  # the answer readout: labels at the last position
-    lower = split.lower(tokenizer(text, add_special_tokens=False)["input_ids"])
+    token_ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+    prompt = DirectPrompt(text, tuple(range(len(labels))), token_ids)  # answer readout: labels at the last position
+    lower = split.lower(token_ids)
 
     def step() -> None:
         model.train()
