@@ -22,9 +22,11 @@ from gr2.eval.validate import choose_fusion_lambda, direct_rankings
 from gr2.inputs import load_inputs
 from gr2.lm.models import load_model_and_tokenizer
 from gr2.rank.direct import head_token_ids, stage_prompt_context
+from gr2.rank.frozen import FrozenLowerLayers
 from gr2.traces.config import PromptConfig
+from gr2.train.checkpoint import trainable_parameters
 from gr2.train.config import DirectDapoConfig, DirectSftConfig
-from gr2.train.direct import FrozenLowerLayers, build_views, train_direct_dapo, train_direct_sft
+from gr2.train.direct import build_views, train_direct_dapo, train_direct_sft
 
 LAMBDAS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 SHOWN = ("recall@1", "recall@5", "ndcg@5", "order_copy_rate", "kendall_tau")
@@ -43,7 +45,7 @@ def parse_args():
 
 
 def load_trainable(split: FrozenLowerLayers, path: Path) -> None:
-    params = split.trainable()
+    params = trainable_parameters(split.model)
     with torch.no_grad():
         for name, value in torch.load(path).items():
             params[name].copy_(value)
@@ -82,7 +84,9 @@ def main() -> None:
         metrics["dapo"], curve = train_direct_dapo(model, tokenizer, train, context, dapo, 0, out / "dapo", cache)
     print("TRAIN", json.dumps(metrics), flush=True)
     split = FrozenLowerLayers(model, sft.trainable_layers, head_token_ids(tokenizer, context.config))
-    torch.save({name: p.detach().clone() for name, p in split.trainable().items()}, out / "trainable.pt")
+    torch.save(
+        {name: p.detach().clone() for name, p in trainable_parameters(split.model).items()}, out / "trainable.pt"
+    )
     model.eval()
 
     def scores_of(examples):

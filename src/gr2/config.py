@@ -21,7 +21,7 @@ from gr2.prerank.config import PrerankConfig
 from gr2.sid.config import SidConfig
 from gr2.storage.hashing import hash_json
 from gr2.traces.config import PromptConfig, TeacherConfig
-from gr2.train.config import DapoConfig, DirectDapoConfig, DirectSftConfig, SftConfig
+from gr2.train.config import DapoConfig, DirectDapoConfig, DirectSftConfig, OpdConfig, SftConfig
 
 CONFIGS_ENV = "GR2_CONFIGS"
 
@@ -56,6 +56,9 @@ class RunConfig(BaseModel):
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="The one re-ranking prompt.")
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Reasoning-trace teacher.")
     sft: SftConfig = Field(default_factory=SftConfig, description="SFT on accepted traces.")
+    opd: OpdConfig = Field(
+        default_factory=OpdConfig, description="On-policy distillation between SFT and DAPO (off unless enabled)."
+    )
     dapo: DapoConfig = Field(default_factory=DapoConfig, description="DAPO with verifiable rewards.")
     direct_sft: DirectSftConfig = Field(
         default_factory=DirectSftConfig, description="Direct (reasoning-free) SFT on the label logits."

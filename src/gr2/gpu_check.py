@@ -40,10 +40,11 @@ from gr2.config import RunConfig, load_preset
 from gr2.data.registry import data_root
 from gr2.lm.vocab import add_sid_tokens, padded_size
 from gr2.rank.direct import DirectPrompt, label_token_ids
+from gr2.rank.frozen import FrozenLowerLayers
 from gr2.serve.backends import LocalBackend
 from gr2.sid.sidmap import SidMap
 from gr2.storage.atomic import write_json_atomic, write_text_atomic
-from gr2.train.direct import FrozenLowerLayers
+from gr2.train.checkpoint import trainable_parameters
 from gr2.train.direct_losses import listwise_loss
 from gr2.train.sft import RANKING, REASONING, decoupled_nll
 
@@ -271,7 +272,7 @@ def direct_step(model, tokenizer, labels: list[str], shapes: Shapes, device: tor
     """GR2-Direct's SFT step on `direct_batch` views of one prompt: the frozen layers' activations are computed
     once per prompt and reused for every epoch, so only the top layers run per step (as in training)."""
     split = FrozenLowerLayers(model, shapes.direct_trainable_layers, label_token_ids(tokenizer, labels))
-    optimiser = torch.optim.AdamW(split.trainable().values(), lr=1e-6)
+    optimiser = torch.optim.AdamW(trainable_parameters(split.model).values(), lr=1e-6)
     text = prompt_text(tokenizer, shapes.prompt_tokens, seed=3)
     token_ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
     prompt = DirectPrompt(text, tuple(range(len(labels))), token_ids)  # answer readout: labels at the last position

@@ -140,6 +140,28 @@ def sft_step(
     log_all(metrics, log_metric)
 
 
+def opd_step(
+    config_json: str, dataset: str, examples: str, sid: str, model: str, model_out: str, log_metric: LogMetric
+) -> None:
+    """On-policy distillation of the SFT policy (`opd` section), between SFT and DAPO. One process: `train_opd`
+    has no world to split over, so the task's other GPUs hold the teacher (`gr2.train.opd.load_teacher`)."""
+    from gr2.train.stage import run_opd
+
+    config = config_from_json(config_json)
+    inputs = stage_inputs(config, dataset, examples, sid)
+    metrics = run_opd(
+        inputs,
+        Path(model),
+        config.opd,
+        config.prompt,
+        config.seed,
+        config.stage_workspace("opd"),
+        Path(model_out),
+        config.evaluate.decoding == "constrained",
+    )
+    log_all(metrics, log_metric)
+
+
 @distributed_step("dapo", inputs=("dataset", "examples", "sid", "model"), outputs=("model_out",))
 def dapo_step(
     config_json: str,
@@ -259,7 +281,9 @@ def evaluate_step(
     model_dirs = {name: Path(path) for name, path in models.items() if path}
     summary = json.loads((Path(dataset) / "dataset.json").read_text())
     out = Path(results_out)
-    metrics, passed = run_evaluate(config, inputs, model_dirs, stage_metrics, summary, upstream, image, out)
+    metrics, passed = run_evaluate(
+        config, inputs, model_dirs, stage_metrics, summary, upstream, image, out, direct_states_cache(config)
+    )
     for name, target in (("report.html", report_out), ("report.md", summary_out), ("manifest.json", manifest_out)):
         shutil.copyfile(out / name, target)
     log_all(metrics, log_metric)

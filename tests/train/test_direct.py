@@ -1,5 +1,6 @@
 """Direct mode on the tiny model: labels, the listwise loss, Plackett-Luce, the reward, SFT and DAPO steps."""
 
+import copy
 import math
 from itertools import permutations
 
@@ -17,13 +18,13 @@ from gr2.rank.direct import (
     ranking_from_scores,
     shown_order,
 )
+from gr2.rank.frozen import CachedDirectScorer, FrozenLowerLayers
 from gr2.traces.collaborative import CollaborativeCounts
 from gr2.traces.config import PromptConfig
 from gr2.train.checkpoint import CHECKPOINT_DIR
 from gr2.train.config import DirectDapoConfig, DirectSftConfig, RewardConfig
 from gr2.train.direct import (
     DynamicSamplingStarvation,
-    FrozenLowerLayers,
     RolloutStats,
     informative_groups,
     train_direct_dapo,
@@ -128,6 +129,38 @@ def assert_serving_and_training_paths_agree(model, tokenizer, context, examples)
     ids = tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
     split_scores = prompt.incoming_order(split.label_scores(split.lower(ids), prompt))
     assert torch.allclose(split_scores, batched[0], atol=1e-2)  # the training path scores as serving does
+
+
+def test_cached_scorer_equals_a_full_forward_and_models_with_the_same_frozen_layers_share_the_cache(
+    tiny, office, tmp_path, monkeypatch
+):
+    model, tokenizer = tiny
+    catalog, sids, _, examples = office
+    context = PromptContext(catalog, sids, PromptConfig(history_items=3, title_chars=24, direct_show_sids=False))
+    requests = [(e.history, e.candidates) for e in examples[:4]]
+    full = DirectScorer(model, tokenizer, context, batch_size=4).score(requests)
+    lower_runs = []
+    monkeypatch.setattr(FrozenLowerLayers, "lower", counting(FrozenLowerLayers.lower, lower_runs))
+    cached = CachedDirectScorer(model, tokenizer, context, 1, tmp_path).score(requests)
+    for exact, served in zip(cached, full, strict=True):
+        assert torch.allclose(exact, served, atol=1e-4)  # the lower output is kept in float32 for evaluation
+    assert len(lower_runs) == 4
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        retrained.get_decoder().layers[-1].mlp.down_proj.weight.mul_(1.5)  # as a later stage trains the top
+    again = CachedDirectScorer(retrained, tokenizer, context, 1, tmp_path).score(requests)
+    assert len(lower_runs) == 4  # read from the cache, not recomputed
+    assert not torch.allclose(again[0], cached[0])
+    CachedDirectScorer(retrained, tokenizer, context, 2, tmp_path).score(requests)
+    assert len(lower_runs) == 8  # a lower boundary includes the changed layer: another cache entry
+
+
+def counting(method, calls: list):
+    def wrapped(self, *args):
+        calls.append(args)
+        return method(self, *args)
+
+    return wrapped
 
 
 def test_candidate_readout_with_evidence_reads_each_line_end_and_cites_the_train_counts(tiny, office):

@@ -9,7 +9,14 @@ from transformers import AutoTokenizer
 from gr2.lm.models import load_model_and_tokenizer
 from gr2.train.config import OpdConfig
 from gr2.train.direct_losses import clipped_surrogate
-from gr2.train.opd import TokenizerMismatch, check_same_tokenizer, load_teacher, train_opd
+from gr2.train.opd import (
+    TokenizerMismatch,
+    check_same_tokenizer,
+    load_teacher,
+    teacher_checkpoint,
+    teacher_max_memory,
+    train_opd,
+)
 from gr2.train.opd_losses import opd_loss, reverse_kl_term, sampled_reverse_kl, token_log_probs
 
 
@@ -124,7 +131,22 @@ def test_a_teacher_with_another_tokenizer_is_refused_naming_the_difference(tiny_
     ):
         check_same_tokenizer(student, tokenizer(eos="<|im_start|>"))
     with pytest.raises(ValueError, match="opd.teacher is not set"):
-        load_teacher(OpdConfig(), student)
+        load_teacher(OpdConfig(), student, tiny_dir)
+
+
+def test_the_teacher_checkpoint_is_resolved_like_base_model_name_or_is_the_student_itself(tiny_dir, tmp_path):
+    assert teacher_checkpoint(OpdConfig(teacher="student"), tiny_dir) == str(tiny_dir)
+    assert teacher_checkpoint(OpdConfig(teacher=str(tmp_path)), tiny_dir) == str(tmp_path)
+    assert teacher_checkpoint(OpdConfig(teacher="Qwen/Qwen3-32B"), tiny_dir) == "Qwen/Qwen3-32B"
+    with pytest.raises(ValueError, match=r"^opd.teacher: unknown base model '/nowhere/teacher'"):
+        teacher_checkpoint(OpdConfig(teacher="/nowhere/teacher"), tiny_dir)
+    with pytest.raises(ValueError, match="opd.teacher is not set"):
+        OpdConfig(enabled=True)
+
+
+def test_the_teacher_takes_every_gpu_but_the_student_s():
+    assert teacher_max_memory([]) == {} and teacher_max_memory([80]) == {}
+    assert teacher_max_memory([70, 80, 79]) == {1: 80, 2: 79}
 
 
 def tiny_config(**changes) -> OpdConfig:
@@ -137,7 +159,7 @@ def test_two_opd_steps_resume_as_an_uninterrupted_run(tiny_dir, office, prompt_c
     catalog, sids, _, examples = office
     config = tiny_config(teacher=str(tiny_dir), updates_per_batch=2)
     student, tokenizer = load_model_and_tokenizer(tiny_dir)
-    teacher = load_teacher(config, tokenizer)
+    teacher = load_teacher(config, tokenizer, tiny_dir)
     with torch.no_grad():
         teacher.model.norm.weight.mul_(3.0)  # a sharper teacher than the student
     run = (teacher, tokenizer, examples[:6], catalog, sids, prompt_config)

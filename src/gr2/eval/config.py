@@ -33,9 +33,10 @@ class EvaluateConfig(BaseModel):
     generated_max_examples: int | None = Field(
         None,
         ge=1,
-        description="Rows that generate text (the reasoning rows) are scored on a seeded sample of this many of "
-        "the evaluation examples, each compared with the incoming order on the same sample (None: all). Direct "
-        "rows, baselines and the teacher are scored on all of them.",
+        description="Rows that generate text (the reasoning rows) or score every candidate's SID (the mid-trained "
+        "likelihood row) are scored on a seeded sample of this many of the evaluation examples, each compared with "
+        "the incoming order on the same sample (None: all). Direct rows, baselines and the teacher are scored on "
+        "all of them.",
     )
     decoding: Literal["constrained", "free"] = Field(
         "constrained",

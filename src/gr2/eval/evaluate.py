@@ -27,7 +27,8 @@ from gr2.eval.validate import direct_rankings
 from gr2.inputs import StageInputs
 from gr2.prerank.base import item_popularity
 from gr2.prerank.candidates import RerankExample
-from gr2.rank.direct import DirectScorer, stage_prompt_context
+from gr2.rank.direct import DirectScorer
+from gr2.rank.frozen import CachedDirectScorer
 from gr2.rank.generation import rerank_with_model
 from gr2.traces.config import PromptConfig
 from gr2.traces.parse import parse_ranking
@@ -97,11 +98,8 @@ def llm_ranker(model, tokenizer, inputs: StageInputs, prompt: PromptConfig, conf
     return rank
 
 
-def direct_rankers(
-    model, tokenizer, inputs: StageInputs, prompt: PromptConfig, config: EvaluateConfig, fusion_lambda: float
-) -> tuple[Ranker, Ranker]:
-    """The direct model alone and fused with the incoming order: one prefill per example serves both."""
-    scorer = DirectScorer(model, tokenizer, stage_prompt_context(inputs, prompt), config.batch_size)
+def direct_rankers(scorer: DirectScorer | CachedDirectScorer, fusion_lambda: float) -> tuple[Ranker, Ranker]:
+    """The direct model alone and fused with the incoming order: one scoring per example serves both."""
     scored: dict[tuple, torch.Tensor] = {}
     speed: dict[str, float] = {}
 

@@ -18,8 +18,10 @@ from gr2.eval.evaluate import (
 from gr2.eval.gate import FUSED
 from gr2.eval.manifest import build_manifest
 from gr2.inputs import StageInputs
+from gr2.rank.direct import stage_prompt_context
+from gr2.rank.frozen import CachedDirectScorer
 from gr2.storage.atomic import write_json_atomic
-from gr2.train.direct_stage import read_fusion_lambda
+from gr2.train.direct_stage import read_direct_file
 
 MODEL_ROWS = {
     "sft": "SFT on rejection-sampled traces",
@@ -32,6 +34,8 @@ DIRECT_ROWS = {
     "direct_dapo_naive": "Direct SFT + DAPO, naive reward (ablation)",
 }
 CURVES = ("sft", "dapo", "dapo_naive", *DIRECT_ROWS)
+# rows that generate text or score every candidate's SID: too slow on CPU for every test example
+SAMPLED_ROWS = frozenset({"midtrain", *MODEL_ROWS})
 TIMING_KEYS = ("train_seconds", "embed_seconds", "load_seconds")
 
 
@@ -42,8 +46,10 @@ def teacher_label(config: RunConfig) -> str:
 
 
 def model_rankers(
-    config: RunConfig, inputs: StageInputs, model_dirs: dict[str, Path]
+    config: RunConfig, inputs: StageInputs, model_dirs: dict[str, Path], direct_cache: Path | None
 ) -> dict[str, tuple[str, str, Ranker]]:
+    """The model and teacher rows. The direct rows run their top layers on the lower layers' output cached in
+    `direct_cache`: models trained from the same frozen weights compute it once for all of them."""
     from gr2.lm.models import load_on_device
     from gr2.traces.stage import build_teacher
 
@@ -61,11 +67,14 @@ def model_rankers(
         if name in model_dirs:
             model, tokenizer = load_on_device(model_dirs[name])
             rankers[name] = (label, "model", llm_ranker(model, tokenizer, inputs, config.prompt, config.evaluate))
+    context = stage_prompt_context(inputs, config.prompt)
     for name, label in DIRECT_ROWS.items():
         if name in model_dirs:
             model, tokenizer = load_on_device(model_dirs[name])
-            fusion = read_fusion_lambda(model_dirs[name]) or 0.0
-            alone, fused = direct_rankers(model, tokenizer, inputs, config.prompt, config.evaluate, fusion)
+            stored = read_direct_file(model_dirs[name])
+            scorer = CachedDirectScorer(model, tokenizer, context, stored["trainable_layers"], direct_cache)
+            fusion = stored["fusion_lambda"]
+            alone, fused = direct_rankers(scorer, fusion)
             rankers[name] = (label, "model", alone)
             rankers[f"{name}{FUSED}"] = (f"{label}, fused with the incoming order (lambda {fusion:g})", "model", fused)
     return rankers
@@ -93,9 +102,10 @@ def run_evaluate(
     upstream: dict[str, str],
     image: str,
     out_dir: Path,
+    direct_cache: Path | None = None,
 ) -> tuple[dict[str, float], bool]:
-    rankers = model_rankers(config, inputs, model_dirs)
-    results = evaluate_rows(inputs, rankers, config.evaluate, config.seed, frozenset(MODEL_ROWS))
+    rankers = model_rankers(config, inputs, model_dirs, direct_cache)
+    results = evaluate_rows(inputs, rankers, config.evaluate, config.seed, SAMPLED_ROWS)
     results |= {
         "preset": config.name,
         "dataset": dataset_summary.get("name"),

@@ -10,7 +10,8 @@ import torch
 from gr2.eval.metrics import rerank_metrics
 from gr2.inputs import StageInputs
 from gr2.prerank.candidates import RerankExample
-from gr2.rank.direct import DirectScorer, PromptContext, fused_scores, ranking_from_scores
+from gr2.rank.direct import DirectScorer, fused_scores, ranking_from_scores
+from gr2.rank.frozen import CachedDirectScorer
 from gr2.rank.generation import GenerationRun, rerank_with_model
 from gr2.traces.config import PromptConfig
 
@@ -66,12 +67,9 @@ def choose_fusion_lambda(
 
 
 def validate_direct(
-    model,
-    tokenizer,
+    scorer: DirectScorer | CachedDirectScorer,
     inputs: StageInputs,
-    context: PromptContext,
     limit: int | None,
-    batch_size: int,
     lambdas: Sequence[float],
     seed: int,
 ) -> tuple[dict[str, float], float]:
@@ -79,7 +77,6 @@ def validate_direct(
     examples = inputs.examples_of("valid", limit, seed)
     if not examples:
         raise ValueError("no 'valid' examples to validate on; raise data.rerank_valid_fraction or max_users")
-    scorer = DirectScorer(model, tokenizer, context, batch_size)
     scores = scorer.score([(e.history, e.candidates) for e in examples], progress=True)
     best, ndcg_by_lambda = choose_fusion_lambda(examples, scores, lambdas)
     incoming, targets = [e.candidates for e in examples], [e.target for e in examples]

@@ -150,10 +150,14 @@ def resolve_checkpoint(name: str, cache_dir: Path | None = None, seed: int = 0) 
     )
 
 
-def load_model_and_tokenizer(checkpoint: str | Path, dtype: str = "auto") -> tuple[PreTrainedModel, object]:
+def load_model_and_tokenizer(
+    checkpoint: str | Path, dtype: str = "auto", **placement
+) -> tuple[PreTrainedModel, object]:
+    """Model and tokenizer of a checkpoint; `placement`: from_pretrained's device placement (device_map,
+    max_memory), none by default (the CPU)."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=_DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=_DTYPES[dtype], **placement)
     except OSError as error:
         raise OSError(
             f"cannot load base model {str(checkpoint)!r} (hub ids need HF_HUB_OFFLINE unset and network, "

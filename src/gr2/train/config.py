@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gr2.distributed import nodes_field, processes_field
 
 DIRECT_BATCH = (
     "batch_size and prompts_per_step are global: each process takes its share of a batch and the gradients are "
     "summed, so the result does not depend on the number of processes."
+)
+
+STUDENT_TEACHER = "student"
+MISSING_TEACHER = (
+    "opd.teacher is not set: name the teacher checkpoint (a directory, gs://... or a hub id with the student's "
+    f"tokenizer and SID tokens), or `{STUDENT_TEACHER}` in tests"
 )
 
 
@@ -150,7 +156,6 @@ class DirectSftConfig(BaseModel):
     processes: int | None = processes_field(DIRECT_BATCH)
     nodes: int = nodes_field()
     eval_examples: int | None = Field(None, ge=1, description="Validation examples (None: all of them).")
-    eval_batch_size: int = Field(8, ge=1, description="Prompts per scoring batch.")
 
 
 class DirectDapoConfig(BaseModel):
@@ -182,22 +187,29 @@ class DirectDapoConfig(BaseModel):
     processes: int | None = processes_field(DIRECT_BATCH)
     nodes: int = nodes_field()
     eval_examples: int | None = Field(None, ge=1, description="Validation examples (None: all of them).")
-    eval_batch_size: int = Field(8, ge=1, description="Prompts per scoring batch.")
 
 
 class OpdConfig(BaseModel):
     """On-policy distillation (`gr2.train.opd`, the report's RL-OPD before DAPO): the student samples G
     completions per prompt, the frozen teacher gives the log-prob of every sampled token, and the loss is
     DAPO's clipped surrogate with the sequence reward plus kl_coef times the per-token reverse KL to the
-    teacher (the report's Eq. 4). Teacher and student must share a tokenizer."""
+    teacher (the report's Eq. 4). Teacher and student must share a tokenizer. As a pipeline stage (`enabled`)
+    it runs between `sft` and `dapo`, on one process."""
 
     model_config = ConfigDict(extra="forbid")
 
+    enabled: bool = Field(
+        False,
+        description="Run the `opd` stage between `sft` and `dapo` (the report's RL-OPD order SFT -> OPD -> DAPO); "
+        "DAPO and its naive ablation then start from the OPD policy. Needs `teacher`.",
+    )
     teacher: str | None = Field(
         None,
         description="The teacher checkpoint: a local directory, a remote fsspec URI (gs://...) or a Hugging Face "
         "id, resolved like base_model.name. It must have the student's tokenizer, SID tokens included (a "
-        "teacher mid-trained with the same SID map); checked when it is loaded.",
+        f"teacher mid-trained with the same SID map); checked when it is loaded. `{STUDENT_TEACHER}`: a frozen "
+        "copy of the stage's input model, so the KL term only holds the student near where it started (0 at the "
+        "first step); for tests and the smoke preset, which have no teacher with the student's SID tokens.",
     )
     teacher_dtype: Literal["float32", "bfloat16", "auto"] = Field("auto", description="dtype the teacher loads in.")
     kl_coef: float = Field(
@@ -236,5 +248,15 @@ class OpdConfig(BaseModel):
         "student whose free answers are all invalid (flat rewards).",
     )
     reasoning_tokens: int = Field(256, ge=0, description="Constrained rollouts: the reasoning budget in tokens.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     save_steps: int = Field(10, ge=1, description="Checkpoint every this many steps (for resuming).")
     max_train_prompts: int | None = Field(None, ge=1, description="Use at most this many train examples.")
+    eval_examples: int = Field(64, ge=1, description="Validation examples scored after training.")
+    eval_max_new_tokens: int = Field(384, ge=32, description="Generation budget per validation answer.")
+    eval_batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+
+    @model_validator(mode="after")
+    def _stage_has_a_teacher(self) -> OpdConfig:
+        if self.enabled and self.teacher is None:
+            raise ValueError(MISSING_TEACHER)
+        return self

@@ -12,7 +12,6 @@ groups), the gradients are summed, and every rank takes the same step; rank 0 al
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import time
@@ -27,9 +26,8 @@ from transformers import get_cosine_schedule_with_warmup, set_seed
 
 from gr2.distributed.collective import SINGLE_PROCESS, ProcessWorld
 from gr2.prerank.candidates import RerankExample
-from gr2.rank.direct import DirectPrompt, PromptContext, direct_prompt, head_token_ids, label_head
-from gr2.storage.atomic import atomic_path
-from gr2.storage.hashing import hash_json
+from gr2.rank.direct import DirectPrompt, PromptContext, direct_prompt, head_token_ids
+from gr2.rank.frozen import FrozenLowerLayers, cached_lower_states
 from gr2.train.checkpoint import resume_checkpoint, save_checkpoint, trainable_parameters
 from gr2.train.config import DirectDapoConfig, DirectSftConfig
 from gr2.train.direct_losses import (
@@ -40,61 +38,6 @@ from gr2.train.direct_losses import (
     sample_plackett_luce,
 )
 from gr2.train.rewards import RewardBreakdown, score_ranking
-
-
-class FrozenLowerLayers:
-    """A decoder-only model split at a layer boundary: everything below is frozen and run once per prompt
-    (`lower`), the top `trainable_layers` and the final norm are trained (`label_scores`). `head_ids`: the
-    tokens whose logits are the scores (`gr2.rank.direct.head_token_ids`)."""
-
-    def __init__(self, model, trainable_layers: int, head_ids: Sequence[int]):
-        self.decoder = model.get_decoder()
-        layers = self.decoder.layers
-        if trainable_layers > len(layers):
-            raise ValueError(f"trainable_layers={trainable_layers} but the model has {len(layers)} decoder layers")
-        self.boundary = len(layers) - trainable_layers
-        model.requires_grad_(False)
-        for module in (*layers[self.boundary :], self.decoder.norm):
-            module.requires_grad_(True)
-        self.model = model
-        self.head = label_head(model, head_ids).detach()
-        self.compute_dtype = self.head.dtype
-        # float32 models keep activations as float16 (half the memory); bf16 models as they are
-        self.storage_dtype = torch.float16 if self.compute_dtype == torch.float32 else self.compute_dtype
-
-    def fingerprint(self) -> str:
-        """sha256 of the frozen part (embeddings and the layers below the boundary): equal fingerprints give
-        equal `lower` outputs, so cached activations can be shared between stages and runs."""
-        digest = hashlib.sha256(f"{self.boundary}".encode())
-        frozen = [self.decoder.embed_tokens, *self.decoder.layers[: self.boundary]]
-        for module in frozen:
-            for name, tensor in module.state_dict().items():
-                digest.update(name.encode())
-                digest.update(tensor.detach().float().cpu().numpy().tobytes())
-        return digest.hexdigest()
-
-    def trainable(self) -> dict[str, torch.nn.Parameter]:
-        return trainable_parameters(self.model)
-
-    def run_layers(self, hidden: torch.Tensor, layers) -> torch.Tensor:
-        positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
-        rotary = self.decoder.rotary_emb(hidden, positions)
-        for layer in layers:
-            hidden = layer(hidden, attention_mask=None, position_embeddings=rotary, position_ids=positions)
-        return hidden
-
-    @torch.no_grad()
-    def lower(self, input_ids: Sequence[int]) -> torch.Tensor:
-        """The frozen layers' output for one prompt, (T, hidden), kept in CPU memory."""
-        ids = torch.tensor([list(input_ids)], device=self.model.device)
-        hidden = self.run_layers(self.decoder.embed_tokens(ids), self.decoder.layers[: self.boundary])
-        return hidden[0].to(self.storage_dtype).cpu()
-
-    def label_scores(self, lower: torch.Tensor, prompt: DirectPrompt) -> torch.Tensor:
-        """The per-label scores (float32) of `prompt` from the frozen layers' output (with grad)."""
-        hidden = lower.to(self.model.device, self.compute_dtype).unsqueeze(0)
-        hidden = self.run_layers(hidden, self.decoder.layers[self.boundary :])
-        return prompt.scores(self.decoder.norm(hidden[0]), self.head).float()
 
 
 @dataclass(frozen=True)
@@ -149,22 +92,6 @@ def view_prompt(tokenizer, example: RerankExample, context: PromptContext, salt:
 def orders_per_example(context: PromptContext, views_per_example: int) -> int:
     """Candidate orders each example is shown in: `views_per_example` when shuffling, else the one order."""
     return views_per_example if context.config.direct_shuffle else 1
-
-
-def cached_lower_states(
-    split: FrozenLowerLayers, token_ids: list[list[int]], cache_dir: Path | None
-) -> list[torch.Tensor]:
-    compute = lambda: [split.lower(ids) for ids in tqdm(token_ids, desc="frozen layers", unit="prompt")]  # noqa: E731
-    if cache_dir is None:
-        return compute()
-    key = hash_json({"frozen": split.fingerprint(), "prompts": token_ids})[:32]
-    path = Path(cache_dir) / f"{key}.pt"
-    if path.is_file():
-        return torch.load(path)
-    states = compute()
-    with atomic_path(path) as staging:
-        torch.save(states, staging)
-    return states
 
 
 def view_schedule(count: int, epochs: float, batch_size: int, seed: int) -> list[list[int]]:
@@ -222,10 +149,10 @@ def train_direct_sft(
     owned = {view.index: view for view in views}
     total_views = len(examples) * orders_per_example(context, config.views_per_example)
     batches = view_schedule(total_views, config.epochs, config.batch_size, seed)
-    trainable = list(split.trainable().values())
+    trainable = list(trainable_parameters(split.model).values())
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * len(batches)), len(batches))
-    state = resume_checkpoint(work_dir, split.trainable(), optimizer, scheduler)
+    state = resume_checkpoint(work_dir, trainable_parameters(split.model), optimizer, scheduler)
     resumed_from = state.step
     model.train()
     for step in tqdm(range(state.step, len(batches)), desc="direct sft", unit="step", initial=state.step):
@@ -244,7 +171,7 @@ def train_direct_sft(
         (batch_loss,) = world.sum_values([loss_sum / len(batches[step])])
         state.curve.append({"step": state.step, "loss": batch_loss, "learning_rate": scheduler.get_last_lr()[0]})
         if state.step % config.save_steps == 0 or state.step == len(batches):
-            save_checkpoint(work_dir, split.trainable(), optimizer, scheduler, state, world)
+            save_checkpoint(work_dir, trainable_parameters(split.model), optimizer, scheduler, state, world)
     release_for_inference(model)
     metrics = {
         "train_examples": len(examples),
@@ -348,7 +275,7 @@ def policy_update(
         loss.backward()
         total_loss += loss.item()
         clipped += int(was_clipped.sum())
-    world.sum_gradients(list(split.trainable().values()))
+    world.sum_gradients(list(trainable_parameters(split.model).values()))
     total_loss, clipped = world.sum_values([total_loss, clipped])
     return total_loss, clipped / actions
 
@@ -383,8 +310,8 @@ def train_direct_dapo(
     set_seed(seed)
     started = time.monotonic()
     split, views = prepare_views(model, tokenizer, examples, context, config.trainable_layers, 1, cache_dir, world)
-    optimizer = torch.optim.AdamW(split.trainable().values(), lr=config.learning_rate, weight_decay=0.0)
-    state = resume_checkpoint(work_dir, split.trainable(), optimizer, None)
+    optimizer = torch.optim.AdamW(trainable_parameters(split.model).values(), lr=config.learning_rate, weight_decay=0.0)
+    state = resume_checkpoint(work_dir, trainable_parameters(split.model), optimizer, None)
     resumed_from = state.step
     groups_here = len(world.share(range(config.prompts_per_step)))
     model.train()
@@ -410,7 +337,7 @@ def train_direct_dapo(
         logged = rollout_log(rewards, RolloutStats.merged([part for _, part in gathered]))
         state.curve.append({"step": state.step, "loss": loss, "clip_ratio": clip_share, **logged})
         if state.step % config.save_steps == 0 or state.step == config.max_steps:
-            save_checkpoint(work_dir, split.trainable(), optimizer, None, state, world)
+            save_checkpoint(work_dir, trainable_parameters(split.model), optimizer, None, state, world)
     release_for_inference(model)
     metrics = {
         "train_examples": len(examples),

@@ -13,7 +13,8 @@ from gr2.eval.validate import validate_direct
 from gr2.inputs import StageInputs
 from gr2.lm.models import load_on_device
 from gr2.lm.training import save_pretrained_atomic
-from gr2.rank.direct import PromptContext, stage_prompt_context
+from gr2.rank.direct import stage_prompt_context
+from gr2.rank.frozen import CachedDirectScorer
 from gr2.serve.config import DecodingConfig
 from gr2.storage.atomic import write_json_atomic
 from gr2.traces.config import PromptConfig
@@ -24,10 +25,17 @@ from gr2.train.stage import CURVE_FILE
 DIRECT_FILE = "direct.json"
 
 
+def read_direct_file(model_dir: Path) -> dict | None:
+    """What a direct training stage stored with its model (`fusion_lambda`, `labels`, `trainable_layers`: the
+    top layers it trained, below which its weights are those it started from); None for other models."""
+    path = Path(model_dir) / DIRECT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def read_fusion_lambda(model_dir: Path) -> float | None:
     """The fusion lambda a direct training stage stored with its model; None for other models."""
-    path = Path(model_dir) / DIRECT_FILE
-    return json.loads(path.read_text())["fusion_lambda"] if path.is_file() else None
+    stored = read_direct_file(model_dir)
+    return stored["fusion_lambda"] if stored else None
 
 
 def serving_decoding(row: str, model_dir: Path) -> DecodingConfig:
@@ -94,28 +102,31 @@ def train_and_publish(
     metrics, curve = trainer(model, tokenizer, examples, context, config, seed, work_dir, cache_dir, world)
     if not world.is_main:
         return {}
-    return metrics | publish_direct(model, tokenizer, curve, inputs, context, config, fusion_lambdas, seed, out_dir)
+    scorer = CachedDirectScorer(model, tokenizer, context, config.trainable_layers, cache_dir)
+    return metrics | publish_direct(scorer, curve, inputs, config, fusion_lambdas, seed, out_dir)
 
 
 def publish_direct(
-    model,
-    tokenizer,
+    scorer: CachedDirectScorer,
     curve: list[dict],
     inputs: StageInputs,
-    context: PromptContext,
     config: DirectSftConfig | DirectDapoConfig,
     fusion_lambdas: list[float],
     seed: int,
     out_dir: Path,
 ) -> dict[str, float]:
-    """Validate (choosing the fusion lambda), then save the model with its lambda, training curve and the
-    collaborative counts its prompts cite (serving writes the same evidence)."""
-    metrics, fusion_lambda = validate_direct(
-        model, tokenizer, inputs, context, config.eval_examples, config.eval_batch_size, fusion_lambdas, seed
-    )
-    save_pretrained_atomic(model, tokenizer, out_dir)
+    """Validate the trained model (choosing the fusion lambda), then save it with its lambda, the layers it
+    trained, its training curve and the collaborative counts its prompts cite (serving writes the same)."""
+    metrics, fusion_lambda = validate_direct(scorer, inputs, config.eval_examples, fusion_lambdas, seed)
+    context = scorer.context
+    save_pretrained_atomic(scorer.model, scorer.tokenizer, out_dir)
     write_json_atomic(out_dir / CURVE_FILE, curve)
-    write_json_atomic(out_dir / DIRECT_FILE, {"fusion_lambda": fusion_lambda, "labels": context.config.direct_labels})
+    stored = {
+        "fusion_lambda": fusion_lambda,
+        "labels": context.config.direct_labels,
+        "trainable_layers": config.trainable_layers,
+    }
+    write_json_atomic(out_dir / DIRECT_FILE, stored)
     if context.evidence is not None:
         context.evidence.save(out_dir)
     return metrics

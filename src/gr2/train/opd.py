@@ -8,7 +8,8 @@ tokenizer (`check_same_tokenizer`): the teacher's log-probs are read at the stud
 
 Checkpoints are `gr2.train.checkpoint`'s (trainable weights, optimiser, step, per-step log, RNG; written
 atomically into `work_dir` every `save_steps`); each step's prompts and samples are seeded
-by the step, so a resumed run continues as an uninterrupted one would have. Not wired into the pipeline.
+by the step, so a resumed run continues as an uninterrupted one would have. The pipeline's `opd` stage
+(`gr2.train.stage.run_opd`) runs it between SFT and DAPO.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from gr2.data.schema import Item
-from gr2.lm.models import load_on_device, resolve_checkpoint
+from gr2.lm.models import load_model_and_tokenizer, load_on_device, resolve_checkpoint
 from gr2.prerank.candidates import RerankExample
 from gr2.rank.generation import chat_prompt, strip_end_markers
 from gr2.sid.sidmap import SidMap
 from gr2.traces.config import PromptConfig
 from gr2.traces.prompt import build_messages
 from gr2.train.checkpoint import resume_checkpoint, save_checkpoint, trainable_parameters
-from gr2.train.config import OpdConfig, RewardConfig
+from gr2.train.config import MISSING_TEACHER, STUDENT_TEACHER, OpdConfig, RewardConfig
 from gr2.train.direct import release_for_inference
 from gr2.train.direct_losses import group_advantages
 from gr2.train.opd_losses import OpdLoss, opd_loss, token_log_probs
@@ -70,12 +71,38 @@ def check_same_tokenizer(student_tokenizer, teacher_tokenizer) -> None:
         raise TokenizerMismatch(f"OPD: teacher and student must share a tokenizer, but {difference}")
 
 
-def load_teacher(config: OpdConfig, student_tokenizer):
-    """The frozen teacher `config.teacher` (on this process's GPU when it has one), after checking that its
-    tokenizer is the student's."""
+def teacher_checkpoint(config: OpdConfig, student_dir: str | Path) -> str:
+    """What `from_pretrained` loads as the teacher: `config.teacher` resolved like base_model.name, or the
+    student's own checkpoint `student_dir` for `STUDENT_TEACHER`."""
     if config.teacher is None:
-        raise ValueError("opd.teacher is not set: name the teacher checkpoint (a directory, gs://... or a hub id)")
-    teacher, teacher_tokenizer = load_on_device(resolve_checkpoint(config.teacher), config.teacher_dtype)
+        raise ValueError(MISSING_TEACHER)
+    if config.teacher == STUDENT_TEACHER:
+        return str(student_dir)
+    try:
+        return resolve_checkpoint(config.teacher)
+    except ValueError as error:
+        raise ValueError(f"opd.teacher: {error}") from None
+
+
+def teacher_max_memory(free_bytes: Sequence[int]) -> dict[int, int]:
+    """Where the teacher goes, given each visible GPU's free memory: with several GPUs, split over every GPU
+    but the student's (GPU 0) as from_pretrained's max_memory; with one or none, {} (it joins the student)."""
+    return {index: free for index, free in enumerate(free_bytes) if index > 0}
+
+
+def load_teacher(config: OpdConfig, student_tokenizer, student_dir: str | Path):
+    """The frozen teacher (`teacher_checkpoint`), after checking that its tokenizer is the student's. One GPU:
+    the student's device (`load_on_device`); several (the opd task gets the pod's train_gpus): split by layers
+    over GPUs 1.. (`teacher_max_memory`), so a 32B teacher does not share the training student's memory."""
+    checkpoint = teacher_checkpoint(config, student_dir)
+    gpus = [torch.cuda.mem_get_info(index)[0] for index in range(torch.cuda.device_count())]
+    spread = teacher_max_memory(gpus)
+    if spread:
+        teacher, teacher_tokenizer = load_model_and_tokenizer(
+            checkpoint, config.teacher_dtype, device_map="auto", max_memory=spread
+        )
+    else:
+        teacher, teacher_tokenizer = load_on_device(checkpoint, config.teacher_dtype)
     check_same_tokenizer(student_tokenizer, teacher_tokenizer)
     return teacher.requires_grad_(False).eval()
 
@@ -144,10 +171,11 @@ def padded(completions: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor,
 
 def completion_log_probs(model, prompt_ids: torch.Tensor, completions: torch.Tensor, temperature: float):
     """log pi(y_t | prompt, y_<t) of every completion token (G, T) at `temperature`, one forward pass of the
-    G rows (right padding sits after the tokens it could affect)."""
+    G rows (right padding sits after the tokens it could affect). The log-probs are on the device of the
+    logits (a teacher split over GPUs gives them on its last one)."""
     inputs = torch.cat([prompt_ids.expand(len(completions), -1), completions], dim=1).to(model.device)
     logits = model(input_ids=inputs, logits_to_keep=completions.shape[1] + 1).logits[:, :-1]
-    return token_log_probs(logits.float() / temperature, completions.to(model.device))
+    return token_log_probs(logits.float() / temperature, completions.to(logits.device))
 
 
 def completion_rewards(
@@ -267,6 +295,7 @@ def train_opd(
         # seeded by the step, so a resumed run samples what an uninterrupted one would have
         torch.manual_seed(seed * 1_000_003 + step)
         chosen = random.Random(seed * 1_000_003 + step).sample(pool, min(config.prompts_per_step, len(pool)))
+        student.eval()  # rollouts with the KV cache: gradient checkpointing, when on, applies in train mode only
         groups = [sample_group(student, teacher, tokenizer, e, catalog, sids, prompt_config, config) for e in chosen]
         student.train()
         old: dict[int, torch.Tensor] = {}
