@@ -193,7 +193,7 @@ def dapo_step(
 
 
 def direct_states_cache(config) -> Path:
-    """Frozen-layer activations of direct training, keyed by the frozen weights and prompts (content-addressed)."""
+    """Frozen-layer activations of direct training and evaluation, keyed by the frozen weights and prompts."""
     return Path(config.cache).expanduser() / "direct-states"
 
 
