@@ -17,6 +17,7 @@ from components.evaluate import evaluate
 from components.filter import filter as filter_traces
 from components.image import GPU_IMAGE
 from components.midtrain import midtrain
+from components.opd import opd
 from components.prerank import prerank
 from components.sft import sft
 from components.sid import sid
@@ -37,6 +38,7 @@ KIND = {
     "deploy": "cpu",
     "midtrain": "gpu-train",
     "sft": "gpu-train",
+    "opd": "gpu-train",  # one process; the teacher on the pod's other GPUs (gr2.train.opd.load_teacher)
     "dapo": "gpu-train",
     "dapo_naive": "gpu-train",
     "direct_sft": "gpu-train",
@@ -52,6 +54,7 @@ STAGES = (
     "traces",
     "filter",
     "sft",
+    "opd",
     "dapo",
     "direct_sft",
     "direct_dapo",
@@ -80,6 +83,11 @@ def stages_until(until: str | None) -> tuple[str, ...]:
     if until not in STAGES:
         raise UnknownStageError(f"--until {until!r}: not a stage of this pipeline; stages: {', '.join(STAGES)}")
     return STAGES[: STAGES.index(until) + 1]
+
+
+def run_stages(config: RunConfig, until: str | None) -> tuple[str, ...]:
+    """The stages a run of `config` has up to `until`: the optional `opd` only when `opd.enabled`."""
+    return tuple(stage for stage in stages_until(until) if stage != "opd" or config.opd.enabled)
 
 
 def stage_kind(config: RunConfig, stage: str) -> str:
@@ -119,7 +127,7 @@ def build_pipeline(
     """The pipeline function. `task_stages`, when given, is filled with task name -> stage name as the
     pipeline is built (a component used twice gets a task name like `dapo-2`). `placed` False (kfp.local)
     leaves the Kubernetes placement out."""
-    stages = stages_until(until)
+    stages = run_stages(config, until)
     names = task_stages if task_stages is not None else {}
 
     @dsl.pipeline(
@@ -177,8 +185,10 @@ def build_pipeline(
             kept = run["filter"].outputs["sft_traces"]
             trained = run["midtrain"].outputs["model"]
             run["sft"] = named(sft(model_in=trained, sft_traces=kept, **inputs, **training), "sft")
+        if "opd" in stages:
+            run["opd"] = named(opd(model_in=run["sft"].outputs["model"], **inputs), "opd")
         if "dapo" in stages:
-            policy = run["sft"].outputs["model"]
+            policy = run.get("opd", run["sft"]).outputs["model"]  # the report's RL-OPD order: SFT -> OPD -> DAPO
             run["dapo"] = named(dapo(reward_kind="conditional", model_in=policy, **inputs, **training), "dapo")
             if config.dapo.run_naive_ablation:
                 naive = dapo(reward_kind="naive", model_in=policy, **inputs, **training)

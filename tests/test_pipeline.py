@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from gr2.cli import main
-from pipelines.gr2_pipeline import STAGES, UnknownStageError, stages_until
+from gr2.config import load_preset
+from pipelines.gr2_pipeline import STAGES, UnknownStageError, compile_pipeline, stages_until
 from tests.conftest import REPO
 
 
@@ -27,6 +28,23 @@ def test_compile_contains_every_component(tmp_path):
     assert platform["platforms"]["kubernetes"]
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     assert json.loads(defaults["config_json"]["defaultValue"])["name"] == "beauty-gpu"
+
+
+def dapo_sources(preset: str, tmp_path, *overrides: str) -> tuple[set[str], dict[str, str]]:
+    """The compiled pipeline's task names, and the task each DAPO task takes its model from."""
+    output = tmp_path / "pipeline.yaml"
+    compile_pipeline(load_preset(preset, overrides), str(output), until="dapo")
+    tasks = next(yaml.safe_load_all(output.read_text()))["root"]["dag"]["tasks"]
+    model_in = {name: tasks[name]["inputs"]["artifacts"]["model_in"] for name in ("dapo", "dapo-2")}
+    return set(tasks), {name: model["taskOutputArtifact"]["producerTask"] for name, model in model_in.items()}
+
+
+def test_the_opd_stage_sits_between_sft_and_both_dapo_runs_only_when_enabled(tmp_path):
+    naive = "dapo.run_naive_ablation=true"
+    tasks, sources = dapo_sources("smoke", tmp_path, naive)
+    assert "opd" in tasks and sources == {"dapo": "opd", "dapo-2": "opd"}
+    tasks, sources = dapo_sources("smoke", tmp_path, naive, "opd.enabled=false")
+    assert "opd" not in tasks and sources == {"dapo": "sft", "dapo-2": "sft"}
 
 
 def test_until_selects_a_prefix_and_rejects_unknown_stages():
