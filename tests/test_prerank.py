@@ -99,3 +99,51 @@ def test_external_candidates_errors_name_file_and_line(tmp_path):
     write_candidates(path, ["u1\tholdout\ta b\n"])
     with pytest.raises(DatasetError, match=r":2: expected user_id, split"):
         read_external_candidates(path, {"a", "b"})
+
+
+def test_primary_target_is_the_highest_grade_ties_to_the_first_shown():
+    from gr2.prerank.candidates import primary_target
+
+    assert primary_target(("a", "b", "c", "d"), (0, 1, 2, 2)) == "c"
+    assert primary_target(("a", "b"), (1, 0)) == "a"
+    with pytest.raises(ValueError, match="without a positive"):
+        primary_target(("a", "b"), (0, 0))
+
+
+def test_slate_examples_keep_the_shown_order_and_grades_and_split_by_time(tmp_path):
+    from gr2.data.slates import Slate
+    from gr2.prerank.candidates import slate_examples
+
+    slates = [
+        Slate(f"r{n}", f"u{n}", 10 * n, tuple(f"h{i}" for i in range(n)), ("a", "b", "c"), (0, 1, 2)) for n in range(40)
+    ]
+    examples = slate_examples(slates, test_from=300, valid_fraction=0.3, seed=0, max_history=2)
+    assert [e.split for e in examples].count("test") == 10
+    assert {e.split for e in examples[:30]} == {"train", "valid"}
+    first = examples[5]
+    assert first.candidates == ("a", "b", "c") and first.grades == (0, 1, 2) and first.target == "c"
+    assert first.history == ("h3", "h4") and first.target_position == 3
+    write_examples(examples, tmp_path)
+    assert read_examples(tmp_path) == examples
+
+
+def test_examples_without_grades_are_written_as_before(tmp_path):
+    from gr2.prerank.candidates import RerankExample
+
+    example = RerankExample("test", "u", ("x",), ("a", "b"), "b")
+    write_examples([example], tmp_path)
+    with gzip.open(tmp_path / "examples.jsonl.gz", "rt") as handle:
+        assert "grades" not in handle.read()
+    assert read_examples(tmp_path) == [example] and example.grades_by_item is None
+
+
+def test_reordered_moves_the_grades_with_their_items():
+    from gr2.prerank.candidates import RerankExample
+
+    example = RerankExample("test", "u", (), ("a", "b", "c"), "b", (0, 2, 1))
+    moved = example.reordered(("c", "a", "b"))
+    assert moved.grades == (1, 0, 2) and moved.grades_by_item == example.grades_by_item
+    assert example.reordered(("b", "a", "c")).target == "b"
+    assert RerankExample("test", "u", (), ("a", "b"), "b").reordered(("b", "a")).grades is None
+    with pytest.raises(ValueError, match="own candidates"):
+        example.reordered(("a", "b", "x"))

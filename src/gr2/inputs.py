@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gr2.data.artifact import read_interactions
 from gr2.data.schema import Item
-from gr2.data.split import LeaveOneOutSplit
+from gr2.data.split import GivenTrainSplit, LeaveOneOutSplit, training_split
 from gr2.prerank.candidates import RerankExample, read_examples
 from gr2.sid.sidmap import SidMap
 
@@ -18,7 +18,7 @@ SID_MAP_FILE = "sid_map.json"
 @dataclass
 class StageInputs:
     catalog: dict[str, Item]
-    split: LeaveOneOutSplit
+    split: LeaveOneOutSplit | GivenTrainSplit
     examples: list[RerankExample]
     sids: SidMap
 
@@ -44,7 +44,7 @@ def load_inputs(
     data = read_interactions(dataset_dir)
     return StageInputs(
         catalog=data.items,
-        split=LeaveOneOutSplit(data.sequences, max_history),
+        split=training_split(data, max_history),
         examples=read_examples(examples_dir),
         sids=read_sid_map(sid_dir),
     )

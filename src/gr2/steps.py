@@ -41,12 +41,12 @@ def prerank_step(config_json: str, dataset: str, examples_out: str, model_out: s
 
 def sid_step(config_json: str, dataset: str, sid_out: str, log_metric: LogMetric) -> None:
     from gr2.data.artifact import read_interactions
-    from gr2.data.split import LeaveOneOutSplit
+    from gr2.data.split import training_split
     from gr2.sid.stage import build_semantic_ids
 
     config = config_from_json(config_json)
     data = read_interactions(dataset)
-    train = [seq for seq in LeaveOneOutSplit(data.sequences, config.data.max_history).train_sequences().values() if seq]
+    train = [seq for seq in training_split(data, config.data.max_history).train_sequences().values() if seq]
     cache = Path(config.cache).expanduser() / "embeddings"
     log_all(build_semantic_ids(data.items, train, config.sid, Path(sid_out), cache), log_metric)
 

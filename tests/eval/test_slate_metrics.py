@@ -108,3 +108,22 @@ def test_slate_metrics_refuse_a_slate_without_a_pair():
     slate = Slate("r9", "u1", 100, (), ("a", "b"), (1, 2))
     with pytest.raises(ValueError, match="slate r9 has no positive or no negative"):
         slate_metrics(("a", "b"), slate)
+
+
+def test_example_metrics_with_grades_are_the_slate_metrics_and_the_first_positive_rank():
+    ranking = ("a", "b", "c", "d", "e")  # the first positive, b, at rank 2
+    assert example_metrics(ranking, "d", GRADES) == pytest.approx({**slate_metrics(ranking, SLATE), "mrr": 0.5})
+    one = {"a": 0, "b": 0, "c": 1}
+    assert example_metrics(("a", "c", "b"), "c", one) == pytest.approx(
+        {**example_metrics(("a", "c", "b"), "c"), "auc": 0.5}
+    )
+
+
+def test_rerank_metrics_with_grades_fall_back_to_the_shown_order_for_an_invalid_answer():
+    from gr2.eval.metrics import rerank_metrics
+
+    metrics = rerank_metrics([SHOWN, SHOWN], [None, ("d", "b", "a", "c", "e")], ["d", "d"], [GRADES, GRADES])
+    assert metrics["auc"] == pytest.approx((0.5 + 1.0) / 2) and metrics["ndcg@5"] < 1.0
+    assert metrics["mrr"] == pytest.approx((0.5 + 1.0) / 2) and metrics["invalid_rate"] == 0.5
+    with pytest.raises(ValueError, match="one entry per example"):
+        rerank_metrics([SHOWN], [None], ["d"], [GRADES, GRADES])

@@ -83,6 +83,7 @@ def test_the_trl_reward_function_adds_the_overlong_penalty_and_logs_each_part():
         completion_ids=[[0] * 10, [0] * 90, [0] * 10],  # the second is 10 tokens into the overlong zone
         candidates=[ITEMS] * 3,
         target=["i3"] * 3,
+        grades=[None] * 3,  # single-target examples
         log_metric=logged.__setitem__,
     )
     assert totals == pytest.approx([0.0, 0.5 - 0.5, -1.0]) and reward.last_totals == totals  # 0.5 earned, 0.5 penalty

@@ -1,8 +1,11 @@
+import json
 import math
 
 import pytest
 
-from gr2.train.rewards import auc_reward, graded_ndcg_reward, slate_conditional_reward
+from gr2.prerank.candidates import RerankExample
+from gr2.train.config import RewardConfig
+from gr2.train.rewards import auc_reward, graded_ndcg_reward, score_ranking, slate_conditional_reward
 
 # Shown a..e; b is a click (1), d a conversion (2), a, c and e are negatives: 2 x 3 = 6 pairs.
 GRADES = {"a": 0, "b": 1, "c": 0, "d": 2, "e": 0}
@@ -72,3 +75,49 @@ def test_conditional_reward_with_graded_ndcg_as_the_rank_term():
     # TIED is optimal by R_AUC, so copying it is paid its R_NDCG, which is below 1
     assert reward(TIED, TIED) == pytest.approx((1 + 3 / math.log2(3)) / IDEAL + ALPHA)
     assert reward(TIED, TIED) == pytest.approx(0.99671, abs=1e-5)
+
+
+# the pipeline's side: a slate example's reward as `reward.rank` selects it
+SLATE_EXAMPLE = RerankExample("train", "u", (), SHOWN, "d", tuple(GRADES[i] for i in SHOWN))
+
+
+@pytest.mark.parametrize(
+    ("rank", "kind", "ranking", "total", "rank_paid"),
+    [
+        ("auc", "conditional", SHOWN, ALPHA, 0.0),  # Eq. 7: echoing a non-optimal shown order
+        ("auc", "conditional", ("b", "a", "d", "c", "e"), 5 / 6 + ALPHA, 5 / 6),
+        ("auc", "naive", SHOWN, 0.5 + ALPHA, 0.5),
+        ("ndcg", "conditional", SHOWN, ALPHA, 0.0),
+        ("ndcg", "conditional", TIED, (1 + 3 / math.log2(3)) / IDEAL + ALPHA, (1 + 3 / math.log2(3)) / IDEAL),
+        ("ndcg", "naive", BEST, 1.0 + ALPHA, 1.0),
+    ],
+)
+def test_score_ranking_with_a_slate_reward(rank, kind, ranking, total, rank_paid):
+    scored = score_ranking(ranking, SLATE_EXAMPLE, RewardConfig(kind=kind, rank=rank, alpha=ALPHA))
+    assert (scored.total, scored.rank) == pytest.approx((total, rank_paid))
+    assert scored.format_bonus == pytest.approx(ALPHA) and scored.order_copy == (ranking == SHOWN)
+
+
+def test_slate_rewards_on_single_target_data_see_the_target_as_the_one_positive():
+    example = RerankExample("train", "u", (), ("a", "b", "c"), "c")
+    config = RewardConfig(kind="naive", rank="auc", alpha=0.0)
+    assert score_ranking(("c", "a", "b"), example, config).total == 1.0
+    assert score_ranking(("a", "c", "b"), example, config).total == 0.5
+
+
+def test_the_trl_reward_function_reads_the_grades_column():
+    from gr2.sid.sidmap import SidMap
+    from gr2.train.dapo import RerankReward
+
+    sids = SidMap(4, 16, {item: (n, 0, 0, 0) for n, item in enumerate(SHOWN)})
+    reward = RerankReward(sids, RewardConfig(rank="auc", alpha=ALPHA))
+    best = json.dumps({"explanation": "", "recommendations": [sids.text(i) for i in BEST]})
+    totals = reward(
+        prompts=[""],
+        completions=[best],
+        completion_ids=[[0]],
+        candidates=[list(SHOWN)],
+        target=["d"],
+        grades=[list(SLATE_EXAMPLE.grades)],
+    )
+    assert totals == pytest.approx([1.0 + ALPHA])

@@ -25,8 +25,10 @@ def item_record(item: Item) -> dict:
     return record
 
 
-def write_interactions(data: Interactions, folder: Path) -> dict:
-    """Write items and sequences in the normalised format; returns the summary written beside them."""
+def write_interactions(data: Interactions, folder: Path, extra_files: tuple[Path, ...] = (), **details) -> dict:
+    """Write items and sequences in the normalised format; returns the summary written beside them: the
+    dataset's name and kind, the hash of these files and `extra_files` (already in `folder`), what loading
+    dropped, and `details`."""
     folder.mkdir(parents=True, exist_ok=True)
     items_text = "".join(json.dumps(item_record(i), ensure_ascii=False) + "\n" for i in data.items.values())
     rows = "".join(f"{user}\t{' '.join(seq)}\n" for user, seq in data.sequences.items())
@@ -34,15 +36,24 @@ def write_interactions(data: Interactions, folder: Path) -> dict:
     write_bytes_atomic(folder / "sequences.tsv.gz", gzip_text("user_id\titem_ids\n" + rows))
     summary = {
         "name": data.name,
-        "content_sha256": hash_files([folder / "items.jsonl.gz", folder / "sequences.tsv.gz"]),
+        "kind": data.kind,
+        "content_sha256": hash_files([folder / "items.jsonl.gz", folder / "sequences.tsv.gz", *extra_files]),
         "dropped": data.report.dropped,
         "dropped_examples": data.report.examples,
+        **details,
     }
     write_json_atomic(folder / SUMMARY_FILE, summary)
     return summary
 
 
+def read_summary(folder: str | Path) -> dict:
+    """The `dataset.json` the data stage wrote beside the files."""
+    return json.loads((Path(folder) / SUMMARY_FILE).read_text())
+
+
 def read_interactions(folder: str | Path) -> Interactions:
-    folder = Path(folder)
-    summary = json.loads((folder / SUMMARY_FILE).read_text())
-    return load_interactions(folder, name=summary["name"])
+    """The data stage's artifact (its users were filtered when it was written, so none is dropped here)."""
+    summary = read_summary(folder)
+    data = load_interactions(folder, min_sequence_length=1, name=summary["name"])
+    data.kind = summary.get("kind", data.kind)
+    return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,11 @@ class LoadReport:
 
 @dataclass
 class Interactions:
-    """A validated dataset: the catalogue and each user's items, oldest first."""
+    """A validated dataset: the catalogue and each user's items, oldest first. For `kind` "slates" (the data
+    stage's artifact of a slate dataset) the sequences are the train interactions, with no held-out items."""
 
     name: str
     items: dict[str, Item]
     sequences: dict[str, list[str]]
     report: LoadReport = field(default_factory=LoadReport)
+    kind: Literal["sequences", "slates"] = "sequences"

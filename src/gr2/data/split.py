@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from gr2.data.schema import Interactions
+
 
 @dataclass(frozen=True)
 class RankingExample:
@@ -38,6 +40,11 @@ def stable_fraction(key: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def validates_reranker(user: str, held_out_fraction: float, seed: int) -> bool:
+    """Whether the user's examples validate the re-ranker instead of training it (a seeded hash of the id)."""
+    return stable_fraction(user, f"rerank-valid-{seed}") < held_out_fraction
+
+
 @dataclass
 class LeaveOneOutSplit:
     sequences: dict[str, list[str]]
@@ -58,9 +65,24 @@ class LeaveOneOutSplit:
         on `train_sequences()` has seen none of these targets."""
         train, valid = [], []
         for example in self.validation_examples():
-            in_valid = stable_fraction(example.user_id, f"rerank-valid-{seed}") < held_out_fraction
-            (valid if in_valid else train).append(example)
+            (valid if validates_reranker(example.user_id, held_out_fraction, seed) else train).append(example)
         return {"train": train, "valid": valid, "test": self.test_examples()}
+
+
+@dataclass
+class GivenTrainSplit:
+    """A dataset whose sequences are its train interactions already, nothing held out of them: a slate
+    dataset's (`gr2.data.slate_dataset.train_interactions`); its examples are the slates."""
+
+    sequences: dict[str, list[str]]
+
+    def train_sequences(self) -> dict[str, list[str]]:
+        return self.sequences
+
+
+def training_split(data: Interactions, max_history: int) -> LeaveOneOutSplit | GivenTrainSplit:
+    """What the stages train on: leave-one-out for a sequence dataset, the given train interactions for slates."""
+    return GivenTrainSplit(data.sequences) if data.kind == "slates" else LeaveOneOutSplit(data.sequences, max_history)
 
 
 def sample_users(sequences: dict[str, list[str]], max_users: int | None, seed: int) -> dict[str, list[str]]:

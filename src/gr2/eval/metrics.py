@@ -54,8 +54,12 @@ def kendall_tau(ranking: Sequence[str], incoming: Sequence[str]) -> float:
     return (2 * concordant - pairs) / pairs
 
 
-def example_metrics(ranking: Sequence[str], target: str) -> dict[str, float]:
-    """Recall@1/3/5, NDCG@3/5 and reciprocal rank of one ranked list."""
+def example_metrics(ranking: Sequence[str], target: str, grades: Mapping[str, int] | None = None) -> dict[str, float]:
+    """Recall@1/3/5, NDCG@3/5 and reciprocal rank of one ranked list. With `grades` (a slate example: each
+    candidate's grade) the slate's metrics instead: AUC, Recall@k over all positives, graded NDCG@k and the
+    reciprocal rank of the first positive (`graded_metrics`); the target is then not used."""
+    if grades is not None:
+        return graded_metrics(ranking, grades, "a slate example")
     rank = target_rank(ranking, target)
     metrics = {f"recall@{k}": recall_at_k(rank, k) for k in CUTOFFS_RECALL}
     metrics.update({f"ndcg@{k}": ndcg_at_k(rank, k) for k in CUTOFFS_NDCG})
@@ -70,16 +74,21 @@ def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def rerank_metrics(
-    incoming: Sequence[Sequence[str]], rankings: Sequence[Sequence[str] | None], targets: Sequence[str]
+    incoming: Sequence[Sequence[str]],
+    rankings: Sequence[Sequence[str] | None],
+    targets: Sequence[str],
+    grades: Sequence[Mapping[str, int] | None] | None = None,
 ) -> dict[str, float]:
-    """Mean metrics of re-ranked lists. A ranking of None is an invalid output: it falls back to the
-    incoming order for the ranking metrics and counts in `invalid_rate`."""
-    if not len(incoming) == len(rankings) == len(targets):
-        raise ValueError("incoming, rankings and targets must have one entry per example")
+    """Mean metrics of re-ranked lists (`example_metrics`; `grades`, when given, one entry per example).
+    A ranking of None is an invalid output: it falls back to the incoming order for the ranking metrics and
+    counts in `invalid_rate`."""
+    grades = [None] * len(targets) if grades is None else grades
+    if not len(incoming) == len(rankings) == len(targets) == len(grades):
+        raise ValueError("incoming, rankings, targets and grades must have one entry per example")
     rows = []
-    for before, after, target in zip(incoming, rankings, targets, strict=True):
+    for before, after, target, graded in zip(incoming, rankings, targets, grades, strict=True):
         used = before if after is None else after
-        row = example_metrics(used, target)
+        row = example_metrics(used, target, graded)
         row["invalid_rate"] = float(after is None)
         row["order_copy_rate"] = float(after is not None and is_order_copy(after, before))
         row["kendall_tau"] = kendall_tau(used, before)
@@ -130,15 +139,28 @@ def recall_at_k_of_positives(ranking: Sequence[str], positives: Sequence[str], k
     return sum(1 for item in positives if item in top) / len(positives)
 
 
-def slate_metrics(ranking: Sequence[str], slate: Slate) -> dict[str, float]:
-    """AUC, Recall@1/3/5 over all positives and graded NDCG@3/5 of one ranked slate. With one positive of
-    grade 1 the recall and NDCG equal `example_metrics`' values. Raises ValueError for a slate without a
-    positive or a negative (loading drops those)."""
-    grades = slate.grades_by_item
-    auc = slate_auc(ranking, grades)
+def slate_ranking_metrics(ranking: Sequence[str], grades_by_item: Mapping[str, int], name: str) -> dict[str, float]:
+    """AUC, Recall@1/3/5 over all positives and graded NDCG@3/5 of one ranked slate. Raises ValueError,
+    naming the slate by `name`, for a slate without a positive or a negative (loading drops those)."""
+    auc = slate_auc(ranking, grades_by_item)
     if auc is None:
-        raise ValueError(f"slate {slate.request_id} has no positive or no negative: its metrics are undefined")
+        raise ValueError(f"{name} has no positive or no negative: its metrics are undefined")
+    positives = [item for item in ranking if grades_by_item[item] > 0]
     metrics = {"auc": auc}
-    metrics.update({f"recall@{k}": recall_at_k_of_positives(ranking, slate.positives, k) for k in CUTOFFS_RECALL})
-    metrics.update({f"ndcg@{k}": graded_ndcg_at_k(ranking, grades, k) for k in CUTOFFS_NDCG})
+    metrics.update({f"recall@{k}": recall_at_k_of_positives(ranking, positives, k) for k in CUTOFFS_RECALL})
+    metrics.update({f"ndcg@{k}": graded_ndcg_at_k(ranking, grades_by_item, k) for k in CUTOFFS_NDCG})
     return metrics
+
+
+def slate_metrics(ranking: Sequence[str], slate: Slate) -> dict[str, float]:
+    """`slate_ranking_metrics` of one ranked slate. With one positive of grade 1 the recall and NDCG equal
+    `example_metrics`' values."""
+    return slate_ranking_metrics(ranking, slate.grades_by_item, f"slate {slate.request_id}")
+
+
+def graded_metrics(ranking: Sequence[str], grades_by_item: Mapping[str, int], name: str) -> dict[str, float]:
+    """`slate_ranking_metrics` and `mrr`, the reciprocal rank of the first positive: the same keys as
+    `example_metrics` (plus `auc`), equal to its values for one positive of grade 1."""
+    metrics = slate_ranking_metrics(ranking, grades_by_item, name)
+    first = next(rank for rank, item in enumerate(ranking, start=1) if grades_by_item[item] > 0)
+    return metrics | {"mrr": reciprocal_rank(first)}

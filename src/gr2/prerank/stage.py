@@ -1,19 +1,24 @@
 """The `prerank` stage: fit a pre-ranker on the train split and build the K-candidate examples GR2
-re-ranks, with the coverage of each split and the no-model baseline rows on the test examples."""
+re-ranks, with the coverage of each split and the no-model baseline rows on the test examples.
+
+On a slate dataset nothing is fitted: the shown order is the incoming order (`slate_examples`), and
+`prerank.method` and `prerank.k` are not used."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from gr2.data.artifact import read_interactions
+from gr2.data.artifact import read_interactions, read_summary
 from gr2.data.config import DataConfig
+from gr2.data.schema import Interactions
+from gr2.data.slates import read_slates
 from gr2.data.split import LeaveOneOutSplit
 from gr2.eval.baselines import baseline_rerankers
 from gr2.eval.metrics import mean_metrics, ndcg_at_k, recall_at_k, rerank_metrics
 from gr2.lm.config import MidtrainConfig
 from gr2.prerank.base import Retriever, item_popularity
-from gr2.prerank.candidates import RerankExample, SplitCandidates, build_examples, write_examples
+from gr2.prerank.candidates import RerankExample, SplitCandidates, build_examples, slate_examples, write_examples
 from gr2.prerank.config import PrerankConfig
 from gr2.prerank.cooccurrence import CooccurrenceRetriever, PopularityRetriever
 from gr2.prerank.external import ExternalRetriever, read_external_candidates
@@ -76,7 +81,9 @@ def baseline_metrics(test: list[RerankExample], popularity: dict[str, int], seed
     metrics: dict[str, float] = {}
     for name, rerank in baseline_rerankers(popularity, seed).items():
         rankings = [rerank(e.candidates, e.target) for e in test]
-        row = rerank_metrics([e.candidates for e in test], rankings, [e.target for e in test])
+        row = rerank_metrics(
+            [e.candidates for e in test], rankings, [e.target for e in test], [e.grades_by_item for e in test]
+        )
         prefix = "" if name == "prerank" else f"{name}."
         metrics.update({f"{prefix}{metric}": value for metric, value in row.items()})
     return metrics
@@ -93,8 +100,10 @@ def run_prerank(
 ) -> dict[str, float]:
     """Fit the configured pre-ranker, write `examples.jsonl.gz` to out_dir, return the stage's metrics."""
     data = read_interactions(data_dir)
-    split = LeaveOneOutSplit(data.sequences, data_config.max_history)
     model_dir.mkdir(parents=True, exist_ok=True)
+    if data.kind == "slates":
+        return run_slate_prerank(data_dir, data, data_config, seed, out_dir)
+    split = LeaveOneOutSplit(data.sequences, data_config.max_history)
     retrievers, metrics = fit_retrievers(config, split, sorted(data.items), seed, model_dir, midtrain)
     examples = split.reranker_examples(data_config.rerank_valid_fraction, seed)
     kept: list[RerankExample] = []
@@ -108,8 +117,34 @@ def run_prerank(
             test = built.kept
     if not test:
         raise ValueError("prerank: no test example has its target among the candidates; nothing to re-rank")
-    write_examples(kept, out_dir)
+    return publish_examples(kept, test, split.train_sequences(), metrics, seed, out_dir)
+
+
+def publish_examples(
+    examples: list[RerankExample],
+    test: list[RerankExample],
+    train_sequences: dict[str, list[str]],
+    metrics: dict[str, float],
+    seed: int,
+    out_dir: Path,
+) -> dict[str, float]:
+    """Write the examples and the stage's metrics (with the baseline rows on `test`); returns the metrics."""
+    write_examples(examples, out_dir)
     metrics["target_at_1_share"] = mean_metrics([{"x": float(e.target_position == 1)} for e in test])["x"]
-    metrics.update(baseline_metrics(test, item_popularity(split.train_sequences()), seed))
+    metrics.update(baseline_metrics(test, item_popularity(train_sequences), seed))
     write_json_atomic(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def run_slate_prerank(
+    data_dir: Path, data: Interactions, data_config: DataConfig, seed: int, out_dir: Path
+) -> dict[str, float]:
+    """The slates as examples, split at the data stage's cutoff; the shown order is the incoming order."""
+    test_from = read_summary(data_dir)["test_from"]
+    slates = read_slates(data_dir).slates
+    examples = slate_examples(slates, test_from, data_config.rerank_valid_fraction, seed, data_config.max_history)
+    metrics: dict[str, float] = {f"{name}_examples": 0 for name in ("train", "valid", "test")}
+    for example in examples:
+        metrics[f"{example.split}_examples"] += 1
+    test = [e for e in examples if e.split == "test"]
+    return publish_examples(examples, test, data.sequences, metrics, seed, out_dir)

@@ -25,8 +25,17 @@ class RewardConfig(BaseModel):
 
     kind: Literal["conditional", "naive"] = Field(
         "conditional",
-        description="`conditional`: the format bonus only when the held-out item moved up or was already "
-        "first (GR2); `naive`: R_rank + alpha * R_fmt always (the reward-hacking ablation).",
+        description="`conditional`: with rank `promotion`, the format bonus only when the held-out item moved "
+        "up or was already first (GR2); with `auc` or `ndcg`, the technical report's Eq. 7 (no rank credit for "
+        "echoing a shown order that is not optimal). `naive`: R_rank + alpha * R_fmt always (the "
+        "reward-hacking ablation).",
+    )
+    rank: Literal["promotion", "auc", "ndcg"] = Field(
+        "promotion",
+        description="R_rank. `promotion`: (r_pre - r_new) / K of the held-out item (single-target data); `auc`: "
+        "the share of (positive, negative) pairs in the right order; `ndcg`: graded NDCG of the whole list, "
+        "gain 2^grade - 1. On slates every candidate's grade counts; on single-target data `auc` and `ndcg` see "
+        "the target as the one positive (grade 1).",
     )
     alpha: float = Field(0.2, ge=0.0, description="Weight of the format reward.")
     invalid_penalty: float = Field(-1.0, le=0.0, description="Reward of an output that does not parse.")

@@ -131,11 +131,12 @@ class RerankReward:
     last_totals: list[float] = field(default_factory=list)
     __name__: str = "gr2_reward"
 
-    def __call__(self, prompts, completions, completion_ids, candidates, target, log_metric=None, **kwargs):
+    def __call__(self, prompts, completions, completion_ids, candidates, target, grades, log_metric=None, **kwargs):
         scores, penalties = [], []
-        for completion, ids, cands, tgt in zip(completions, completion_ids, candidates, target, strict=True):
+        rows = zip(completions, completion_ids, candidates, target, grades, strict=True)
+        for completion, ids, cands, tgt, graded in rows:
             text = completion[0]["content"] if isinstance(completion, list) else completion
-            example = RerankExample("train", "", (), tuple(cands), tgt)
+            example = RerankExample("train", "", (), tuple(cands), tgt, None if graded is None else tuple(graded))
             scores.append(score_completion(text, example, self.sids, self.config))
             penalties.append(
                 soft_overlong_penalty(len(ids), self.config.overlong_max_tokens, self.config.overlong_cache_tokens)
@@ -224,6 +225,7 @@ def prompt_rows(
             "prompt": build_messages(e.history, e.candidates, catalog, sids, prompt),
             "candidates": list(e.candidates),
             "target": e.target,
+            "grades": None if e.grades is None else list(e.grades),
         }
         for e in examples
     ]

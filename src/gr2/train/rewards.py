@@ -103,13 +103,39 @@ class RewardBreakdown:
     order_copy: bool
 
 
-def score_ranking(ranking: Sequence[str], example: RerankExample, config: RewardConfig) -> RewardBreakdown:
-    """The reward of a valid ranking (a permutation of the example's candidates)."""
+RANK_REWARDS: dict[str, RankReward] = {"auc": auc_reward, "ndcg": graded_ndcg_reward}
+
+
+def example_grades(example: RerankExample) -> dict[str, int]:
+    """Each candidate's grade: a slate example's own, else the target as the one positive (grade 1)."""
+    return example.grades_by_item or {item: int(item == example.target) for item in example.candidates}
+
+
+def promotion_total(ranking: Sequence[str], example: RerankExample, config: RewardConfig) -> tuple[float, float]:
+    """(total, R_rank) of GR2's rank-promotion reward for the held-out item."""
     k = len(example.candidates)
     r_pre = target_rank(example.candidates, example.target)
     r_new = target_rank(ranking, example.target)
     reward = conditional_reward if config.kind == "conditional" else naive_reward
-    total, rank = reward(r_pre, r_new, k, config.alpha), rank_promotion_reward(r_pre, r_new, k)
+    return reward(r_pre, r_new, k, config.alpha), rank_promotion_reward(r_pre, r_new, k)
+
+
+def graded_total(ranking: Sequence[str], example: RerankExample, config: RewardConfig) -> tuple[float, float]:
+    """(total, R_rank paid) of R_AUC or R_NDCG: Eq. 7 (`slate_conditional_reward`) when conditional, else
+    R_rank + alpha. Every valid output earns alpha, so R_rank paid is total - alpha (0 for Eq. 7's echo)."""
+    grades, rank_reward = example_grades(example), RANK_REWARDS[config.rank]
+    if config.kind == "conditional":
+        total = slate_conditional_reward(ranking, example.candidates, grades, config.alpha, True, rank_reward)
+    else:
+        total = rank_reward(ranking, grades) + config.alpha * format_reward(True)
+    return total, total - config.alpha * format_reward(True)
+
+
+def score_ranking(ranking: Sequence[str], example: RerankExample, config: RewardConfig) -> RewardBreakdown:
+    """The reward of a valid ranking (a permutation of the example's candidates), with the R_rank that
+    `config.rank` selects."""
+    scored = promotion_total if config.rank == "promotion" else graded_total
+    total, rank = scored(ranking, example, config)
     return RewardBreakdown(
         total=total,
         rank=rank,
