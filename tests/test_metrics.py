@@ -12,6 +12,7 @@ from gr2.eval.metrics import (
     rerank_metrics,
     target_rank,
 )
+from gr2.prerank.candidates import RerankExample
 
 CANDIDATES = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
 
@@ -85,11 +86,19 @@ def test_rerank_metrics_length_mismatch():
         rerank_metrics([CANDIDATES], [], ["a"])
 
 
+def example(target: str, grades=None) -> RerankExample:
+    return RerankExample("test", "u", (), tuple(CANDIDATES), target, grades)
+
+
 def test_baselines():
-    assert oracle_order(CANDIDATES, "e")[0] == "e"
-    assert sorted(oracle_order(CANDIDATES, "e")) == sorted(CANDIDATES)
-    assert popularity_order({"j": 5, "c": 3})(CANDIDATES, "a")[:2] == ["j", "c"]
+    assert oracle_order(example("e")) == ["e", *(item for item in CANDIDATES if item != "e")]
+    assert popularity_order({"j": 5, "c": 3})(example("a"))[:2] == ["j", "c"]
     rows = baseline_rerankers({}, seed=1)
-    assert rows["prerank"](CANDIDATES, "a") == CANDIDATES
-    shuffled = rows["random"](CANDIDATES, "a")
+    assert rows["prerank"](example("a")) == CANDIDATES
+    shuffled = rows["random"](example("a"))
     assert sorted(shuffled) == sorted(CANDIDATES) and shuffled != CANDIDATES
+
+
+def test_the_oracle_of_a_slate_orders_by_grade_ties_in_incoming_order():
+    graded = example("c", (0, 1, 2, 0, 1, 0, 0, 0, 0, 0))
+    assert oracle_order(graded)[:3] == ["c", "b", "e"]

@@ -345,3 +345,16 @@ def test_figures_are_written_as_png_files_named_after_their_titles(tmp_path):
     paths = write_figures(make_results(), tmp_path / "figures")
     assert paths and all(path.read_bytes().startswith(b"\x89PNG") for path in paths)
     assert tmp_path / "figures" / "recall-5-and-ndcg-5.png" in paths
+
+
+def test_slate_results_get_an_auc_column_and_say_what_recall_and_ndcg_mean():
+    results = make_results()
+    assert "AUC" not in render_markdown(results) and "Slates" not in render_markdown(results)
+    for number, body in enumerate(results["rows"].values()):
+        body["metrics"]["auc"] = 0.6 + number / 100
+    markdown = render_markdown(results)
+    header = next(line for line in markdown.splitlines() if line.startswith("| row |"))
+    assert header.index("MRR") < header.index("AUC") < header.index("ΔR@5")
+    assert "R@k is the share of all positives in the top k" in markdown
+    page = render_html(results, {})
+    assert "<th>AUC</th>" in page and "NDCG@k is graded" in page

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-Reranker = Callable[[Sequence[str], str], list[str]]
+from gr2.prerank.candidates import RerankExample
 
-
-def incoming_order(candidates: Sequence[str], target: str) -> list[str]:
-    return list(candidates)
+Reranker = Callable[[RerankExample], list[str]]
 
 
-def oracle_order(candidates: Sequence[str], target: str) -> list[str]:
-    """The held-out item first, the rest in incoming order: the ceiling of every metric."""
-    return [target] + [item for item in candidates if item != target]
+def incoming_order(example: RerankExample) -> list[str]:
+    return list(example.candidates)
+
+
+def oracle_order(example: RerankExample) -> list[str]:
+    """The ceiling of every metric: a slate's candidates by grade, high to low, else the held-out item first;
+    ties and the rest in incoming order."""
+    grades = example.grades_by_item or {example.target: 1}
+    return sorted(example.candidates, key=lambda item: -grades.get(item, 0))
 
 
 def popularity_order(popularity: dict[str, int]) -> Reranker:
     """Most-interacted items (train split) first; ties keep the incoming order."""
 
-    def rerank(candidates: Sequence[str], target: str) -> list[str]:
-        return sorted(candidates, key=lambda item: -popularity.get(item, 0))
+    def rerank(example: RerankExample) -> list[str]:
+        return sorted(example.candidates, key=lambda item: -popularity.get(item, 0))
 
     return rerank
 
@@ -29,8 +33,8 @@ def popularity_order(popularity: dict[str, int]) -> Reranker:
 def random_order(seed: int) -> Reranker:
     rng = random.Random(seed)
 
-    def rerank(candidates: Sequence[str], target: str) -> list[str]:
-        shuffled = list(candidates)
+    def rerank(example: RerankExample) -> list[str]:
+        shuffled = list(example.candidates)
         rng.shuffle(shuffled)
         return shuffled
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import torch
 from gr2.eval.baselines import baseline_rerankers
 from gr2.eval.config import EvaluateConfig
 from gr2.eval.gate import decide_gate
-from gr2.eval.metrics import example_metrics, rerank_metrics, target_rank
+from gr2.eval.metrics import example_metrics, examples_metrics, target_rank
 from gr2.eval.stats import bootstrap_interval, paired_sign_flip_p_value
 from gr2.eval.validate import direct_rankings
 from gr2.inputs import StageInputs
@@ -57,7 +57,7 @@ Ranker = Callable[[Sequence[RerankExample]], RowOutput]
 
 
 def baseline_ranker(rerank) -> Ranker:
-    return lambda examples: RowOutput([tuple(rerank(e.candidates, e.target)) for e in examples])
+    return lambda examples: RowOutput([tuple(rerank(e)) for e in examples])
 
 
 def teacher_ranker(teacher: Teacher, inputs: StageInputs, prompt: PromptConfig, seed: int) -> Ranker:
@@ -156,12 +156,13 @@ def likelihood_ranker(model, tokenizer, inputs: StageInputs, system_prompt: str,
 
 def shuffled_candidates(examples: Sequence[RerankExample], seed: int) -> list[RerankExample]:
     rng = random.Random(seed)
-    return [replace(e, candidates=tuple(rng.sample(e.candidates, len(e.candidates)))) for e in examples]
+    return [e.reordered(rng.sample(e.candidates, len(e.candidates))) for e in examples]
 
 
 def per_example(examples: Sequence[RerankExample], output: RowOutput, metric: str) -> np.ndarray:
     used = [r if r is not None else e.candidates for e, r in zip(examples, output.rankings, strict=True)]
-    return np.array([example_metrics(r, e.target)[metric] for r, e in zip(used, examples, strict=True)])
+    rows = [example_metrics(r, e.target, e.grades_by_item) for r, e in zip(used, examples, strict=True)]
+    return np.array([row[metric] for row in rows])
 
 
 def hit_positions(examples: Sequence[RerankExample], output: RowOutput) -> list[int]:
@@ -191,7 +192,7 @@ def example_traces(examples, output: RowOutput, inputs: StageInputs, count: int)
 
 
 def row_metrics(examples, output: RowOutput) -> dict[str, float]:
-    metrics = rerank_metrics([e.candidates for e in examples], output.rankings, [e.target for e in examples])
+    metrics = examples_metrics(examples, output.rankings)
     metrics["fallback_rate"] = metrics["invalid_rate"]  # an invalid answer is served as the incoming order
     return metrics | output.speed
 

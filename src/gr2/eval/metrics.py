@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from gr2.data.slates import Slate
+
+if TYPE_CHECKING:
+    from gr2.prerank.candidates import RerankExample
 
 CUTOFFS_RECALL = (1, 3, 5)
 CUTOFFS_NDCG = (3, 5)
@@ -94,6 +98,13 @@ def rerank_metrics(
         row["kendall_tau"] = kendall_tau(used, before)
         rows.append(row)
     return mean_metrics(rows)
+
+
+def examples_metrics(examples: Sequence[RerankExample], rankings: Sequence[Sequence[str] | None]) -> dict[str, float]:
+    """`rerank_metrics` of re-ranking examples, each with its incoming order, target and (slates) grades."""
+    return rerank_metrics(
+        [e.candidates for e in examples], rankings, [e.target for e in examples], [e.grades_by_item for e in examples]
+    )
 
 
 def check_same_items(ranking: Sequence[str], grades_by_item: Mapping[str, int]) -> None:

@@ -138,6 +138,7 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     MetricColumn("invalid_rate", "invalid", min, generated_only=True),
     MetricColumn("order_copy_rate", "order copy", min, generated_only=True),
 )
+AUC_COLUMN = MetricColumn("auc", "AUC")
 POSITION_BIAS_COLUMNS = (
     MetricColumn("ndcg@5_shuffled", "NDCG@5 shuffled", None, source="position_bias"),
     MetricColumn("ndcg@5_delta", "ΔNDCG@5", None, source="position_bias"),
@@ -390,7 +391,28 @@ RESULTS_LEGEND = (
     "generated rankings only). R@5 and NDCG@5 carry their 95% interval. Δ: difference to the incoming order "
     f"(prerank) with the paired test's p-value; * p < {SIGNIFICANCE}."
 )
-HTML_LEGEND = f"{RESULTS_LEGEND} Green: significantly better, red: significantly worse."
+SLATE_LEGEND = (
+    "Slates (several graded positives per example): R@k is the share of all positives in the top k, NDCG@k is "
+    "graded (gain 2^grade - 1), MRR is the first positive's, AUC the share of (positive, negative) pairs in order."
+)
+TONE_LEGEND = "Green: significantly better, red: significantly worse."
+
+
+def on_slates(rows: Mapping[str, Mapping]) -> bool:
+    """Whether the rows were scored on slates: only slate metrics have an AUC."""
+    return any(is_number(AUC_COLUMN.value(row)) for row in rows.values())
+
+
+def with_slate_columns(rows: Mapping[str, Mapping], columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """On slates, `columns` with the AUC after MRR; a single-target report is unchanged."""
+    if not on_slates(rows):
+        return columns
+    after = next(index for index, column in enumerate(columns) if column.metric == "mrr") + 1
+    return (*columns[:after], AUC_COLUMN, *columns[after:])
+
+
+def results_legend(rows: Mapping[str, Mapping]) -> str:
+    return f"{RESULTS_LEGEND} {SLATE_LEGEND}" if on_slates(rows) else RESULTS_LEGEND
 
 
 def render_html(results: Mapping, manifest: Mapping) -> str:
@@ -402,8 +424,8 @@ def render_html(results: Mapping, manifest: Mapping) -> str:
         f'<h1>{esc(run_title(results))}</h1><p class="subtitle">{esc(run_subtitle(results))}</p>',
         html_gate(gate, rows),
         "<h2>Results on the test examples</h2>",
-        html_table(rows, RESULT_COLUMNS, candidate),
-        f'<p class="legend">{esc(HTML_LEGEND)}</p>',
+        html_table(rows, with_slate_columns(rows, RESULT_COLUMNS), candidate),
+        f'<p class="legend">{esc(results_legend(rows))} {esc(TONE_LEGEND)}</p>',
         "<h2>Figures</h2>",
         "".join(html_figure(*figure) for figure in report_figures(results)),
         html_secondary_table(
@@ -476,8 +498,8 @@ def render_markdown(results: Mapping) -> str:
     return (
         f"# {md_text(run_title(results))}\n\n{md_text(run_subtitle(results))}\n\n"
         f"**Deployment gate {verdict}** (candidate: {md_text(row_label(rows, gate.get('candidate') or 'none'))}): "
-        f"{md_text(gate.get('reason', ''))}\n\n{md_table(rows, SUMMARY_COLUMNS)}\n\n"
-        f"{md_text(RESULTS_LEGEND)}\n"
+        f"{md_text(gate.get('reason', ''))}\n\n{md_table(rows, with_slate_columns(rows, SUMMARY_COLUMNS))}\n\n"
+        f"{md_text(results_legend(rows))}\n"
     )
 
 

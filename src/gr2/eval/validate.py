@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from gr2.eval.metrics import rerank_metrics
+from gr2.eval.metrics import examples_metrics
 from gr2.inputs import StageInputs
 from gr2.prerank.candidates import RerankExample
 from gr2.rank.direct import DirectScorer, fused_scores, ranking_from_scores
@@ -18,7 +18,7 @@ from gr2.traces.config import PromptConfig
 
 def run_metrics(run: GenerationRun, examples: list[RerankExample]) -> dict[str, float]:
     """Ranking metrics (invalid outputs fall back to the incoming order), speed, and failure reasons."""
-    metrics = rerank_metrics([e.candidates for e in examples], run.rankings, [e.target for e in examples])
+    metrics = examples_metrics(examples, run.rankings)
     metrics.update(run.speed_metrics())
     reasons = Counter(p.failure for p in run.parsed if p.failure)
     metrics.update({f"invalid_{reason}": count / len(examples) for reason, count in reasons.items()})
@@ -60,8 +60,7 @@ def choose_fusion_lambda(
 ) -> tuple[float, dict[float, float]]:
     """The lambda with the best mean NDCG@5 on these (validation) examples, ties to the smaller lambda, and
     every lambda's NDCG@5."""
-    incoming, targets = [e.candidates for e in examples], [e.target for e in examples]
-    ndcg = {lam: rerank_metrics(incoming, direct_rankings(examples, scores, lam), targets)["ndcg@5"] for lam in lambdas}
+    ndcg = {lam: examples_metrics(examples, direct_rankings(examples, scores, lam))["ndcg@5"] for lam in lambdas}
     best = max(sorted(ndcg), key=lambda lam: ndcg[lam])
     return best, ndcg
 
@@ -79,9 +78,8 @@ def validate_direct(
         raise ValueError("no 'valid' examples to validate on; raise data.rerank_valid_fraction or max_users")
     scores = scorer.score([(e.history, e.candidates) for e in examples], progress=True)
     best, ndcg_by_lambda = choose_fusion_lambda(examples, scores, lambdas)
-    incoming, targets = [e.candidates for e in examples], [e.target for e in examples]
-    alone = rerank_metrics(incoming, direct_rankings(examples, scores, 0.0), targets)
-    fused = rerank_metrics(incoming, direct_rankings(examples, scores, best), targets)
+    alone = examples_metrics(examples, direct_rankings(examples, scores, 0.0))
+    fused = examples_metrics(examples, direct_rankings(examples, scores, best))
     metrics = {"eval_examples": len(examples), "fusion_lambda": best, **alone}
     metrics |= {f"fused_{name}": value for name, value in fused.items()}
     metrics |= {f"fusion_ndcg@5_lambda_{lam:g}": value for lam, value in ndcg_by_lambda.items()}

@@ -15,7 +15,7 @@ from gr2.data.schema import Interactions
 from gr2.data.slates import read_slates
 from gr2.data.split import LeaveOneOutSplit
 from gr2.eval.baselines import baseline_rerankers
-from gr2.eval.metrics import mean_metrics, ndcg_at_k, recall_at_k, rerank_metrics
+from gr2.eval.metrics import examples_metrics, mean_metrics, ndcg_at_k, recall_at_k
 from gr2.lm.config import MidtrainConfig
 from gr2.prerank.base import Retriever, item_popularity
 from gr2.prerank.candidates import RerankExample, SplitCandidates, build_examples, slate_examples, write_examples
@@ -80,10 +80,7 @@ def baseline_metrics(test: list[RerankExample], popularity: dict[str, int], seed
     """The no-model rows on the test examples; the incoming order's have no prefix (`prerank.ndcg@5`)."""
     metrics: dict[str, float] = {}
     for name, rerank in baseline_rerankers(popularity, seed).items():
-        rankings = [rerank(e.candidates, e.target) for e in test]
-        row = rerank_metrics(
-            [e.candidates for e in test], rankings, [e.target for e in test], [e.grades_by_item for e in test]
-        )
+        row = examples_metrics(test, [rerank(e) for e in test])
         prefix = "" if name == "prerank" else f"{name}."
         metrics.update({f"{prefix}{metric}": value for metric, value in row.items()})
     return metrics
