@@ -108,7 +108,7 @@ def shared_inputs(config_json, run: dict) -> dict:
     }
 
 
-MODEL_STAGES = ("midtrain", "sft", "dapo", "dapo_naive", "direct_sft", "direct_dapo", "direct_dapo_naive")
+MODEL_STAGES = ("midtrain", "sft", "opd", "dapo", "dapo_naive", "direct_sft", "direct_dapo", "direct_dapo_naive")
 
 
 def evaluation_inputs(run: dict) -> dict:

@@ -25,6 +25,7 @@ from gr2.train.direct_stage import read_direct_file
 
 MODEL_ROWS = {
     "sft": "SFT on rejection-sampled traces",
+    "opd": "SFT + on-policy distillation (OPD)",
     "dapo": "SFT + DAPO, conditional reward (GR2)",
     "dapo_naive": "SFT + DAPO, naive reward (ablation)",
 }
@@ -33,10 +34,16 @@ DIRECT_ROWS = {
     "direct_dapo": "Direct SFT + DAPO, conditional reward",
     "direct_dapo_naive": "Direct SFT + DAPO, naive reward (ablation)",
 }
-CURVES = ("sft", "dapo", "dapo_naive", *DIRECT_ROWS)
+CURVES = ("sft", "opd", "dapo", "dapo_naive", *DIRECT_ROWS)
 # rows that generate text or score every candidate's SID: too slow on CPU for every test example
 SAMPLED_ROWS = frozenset({"midtrain", *MODEL_ROWS})
 TIMING_KEYS = ("train_seconds", "embed_seconds", "load_seconds")
+
+
+def model_row_label(name: str, model_dirs: dict[str, Path]) -> str:
+    """A reasoning row's label; DAPO trained after OPD says so (the report's RL-OPD order)."""
+    label = MODEL_ROWS[name]
+    return label.replace("SFT + DAPO", "SFT + OPD + DAPO") if "opd" in model_dirs else label
 
 
 def teacher_label(config: RunConfig) -> str:
@@ -63,10 +70,11 @@ def model_rankers(
             model, tokenizer, inputs, config.midtrain.system_prompt, config.midtrain.history_length
         )
         rankers["midtrain"] = ("Mid-trained (SID likelihood)", "model", ranker)
-    for name, label in MODEL_ROWS.items():
+    for name in MODEL_ROWS:
         if name in model_dirs:
             model, tokenizer = load_on_device(model_dirs[name])
-            rankers[name] = (label, "model", llm_ranker(model, tokenizer, inputs, config.prompt, config.evaluate))
+            ranker = llm_ranker(model, tokenizer, inputs, config.prompt, config.evaluate)
+            rankers[name] = (model_row_label(name, model_dirs), "model", ranker)
     context = stage_prompt_context(inputs, config.prompt)
     for name, label in DIRECT_ROWS.items():
         if name in model_dirs:
