@@ -25,10 +25,8 @@ from gr2.data.loading import ITEM_FILES, find_file, load_interactions, load_item
 from gr2.data.schema import Interactions, Item, LoadReport
 from gr2.data.slates import SLATE_FILES, Slate, SlateLoad, keep_rankable, read_slates
 from gr2.data.slates_from_sequences import fit_prefixes, slates_from_sequences
-from gr2.data.split import stable_fraction
+from gr2.data.split import sampled_user_ids
 from gr2.prerank.cooccurrence import CooccurrenceRetriever
-
-SLATES_KIND = "slates"
 
 
 @dataclass
@@ -120,8 +118,9 @@ def load_slate_dataset(folder: Path, config: DataConfig) -> SlateDataset | None:
 
 def sample_slate_users(slates: Sequence[Slate], max_users: int | None, seed: int) -> tuple[Slate, ...]:
     """The slates of a seeded sample of users (as `sample_users` picks them); all when max_users is None."""
-    users = sorted({slate.user_id for slate in slates}, key=lambda user: stable_fraction(user, f"sample-{seed}"))
-    chosen = set(users if max_users is None else users[:max_users])
+    if max_users is None:
+        return tuple(slates)
+    chosen = sampled_user_ids({slate.user_id for slate in slates}, max_users, seed)
     return tuple(slate for slate in slates if slate.user_id in chosen)
 
 

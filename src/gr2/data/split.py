@@ -7,6 +7,7 @@ training data. Histories given to any model are capped at the most recent `max_h
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from gr2.data.schema import Interactions
@@ -85,10 +86,14 @@ def training_split(data: Interactions, max_history: int) -> LeaveOneOutSplit | G
     return GivenTrainSplit(data.sequences) if data.kind == "slates" else LeaveOneOutSplit(data.sequences, max_history)
 
 
+def sampled_user_ids(users: Collection[str], max_users: int, seed: int) -> set[str]:
+    """A seeded, order-independent sample of max_users of the given user ids."""
+    return set(sorted(users, key=lambda user: stable_fraction(user, f"sample-{seed}"))[:max_users])
+
+
 def sample_users(sequences: dict[str, list[str]], max_users: int | None, seed: int) -> dict[str, list[str]]:
     """A seeded, order-independent sample of users (all of them when max_users is None)."""
     if max_users is None or max_users >= len(sequences):
         return sequences
-    ranked = sorted(sequences, key=lambda user: stable_fraction(user, f"sample-{seed}"))
-    chosen = set(ranked[:max_users])
+    chosen = sampled_user_ids(sequences.keys(), max_users, seed)
     return {user: seq for user, seq in sequences.items() if user in chosen}
