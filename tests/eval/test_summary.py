@@ -46,6 +46,15 @@ def test_table_has_each_row_in_order_with_intervals_where_computed():
     assert "0.7227 [0.683, 0.763]" in prerank_line and "0.5101 [0.480, 0.540]" in prerank_line
 
 
+def test_slate_rows_say_what_recall_and_ndcg_mean():
+    assert "slates" not in rendered(results_table(results()))
+    on_slates = results()
+    for body in on_slates["rows"].values():
+        body["metrics"]["auc"] = 0.6
+    title = " ".join(rendered(results_table(on_slates)).split())  # the title wraps at the table's width
+    assert "value [95% interval]; slates: R@k of all positives, graded NDCG" in title
+
+
 def test_an_80_column_terminal_keeps_each_number_on_one_line():
     long_labels = results()
     long_labels["rows"]["dapo"]["label"] = "SFT + DAPO, conditional reward (GR2), the gate's candidate"

@@ -29,10 +29,16 @@ def metric_cell(row: Mapping, metric: str) -> str:
     return f"{value:.4f} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else f"{value:.4f}"
 
 
+SLATE_NOTE = "; slates: R@k of all positives, graded NDCG"
+
+
 def results_table(results: Mapping) -> Table:
-    """One line per evaluated row, in the evaluation's order."""
+    """One line per evaluated row, in the evaluation's order; the title says when the rows scored slates
+    (only slate metrics have an AUC), whose R@k and NDCG@k mean something else."""
+    slates = any("auc" in row.get("metrics", {}) for row in results["rows"].values())
     table = Table(
-        title=f"{results.get('preset', '')}: {results['examples']} test examples, value [95% interval]",
+        title=f"{results.get('preset', '')}: {results['examples']} test examples, value [95% interval]"
+        + (SLATE_NOTE if slates else ""),
         title_justify="left",
     )
     table.add_column("row")

@@ -7,7 +7,8 @@ policy to copy (the paper's reward-hacking ablation).
 
 For graded slates (several positives, the technical report's setting) the rank reward is R_AUC or graded
 R_NDCG of the returned order, and the slate conditional reward (the report's Eq. 7) pays only the format
-bonus for echoing a shown order that was not already optimal.
+bonus for echoing a shown order that was not already optimal. `RewardConfig.rank` chooses R_rank for
+`score_ranking`, which every trainer (CoT DAPO, direct DAPO, OPD) calls.
 """
 
 from __future__ import annotations
