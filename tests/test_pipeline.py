@@ -41,9 +41,9 @@ def dapo_sources(preset: str, tmp_path, *overrides: str) -> tuple[set[str], dict
 
 def test_the_opd_stage_sits_between_sft_and_both_dapo_runs_only_when_enabled(tmp_path):
     naive = "dapo.run_naive_ablation=true"
-    tasks, sources = dapo_sources("smoke", tmp_path, naive)
+    tasks, sources = dapo_sources("smoke", tmp_path, naive, "opd.enabled=true", "opd.teacher=student")
     assert "opd" in tasks and sources == {"dapo": "opd", "dapo-2": "opd"}
-    tasks, sources = dapo_sources("smoke", tmp_path, naive, "opd.enabled=false")
+    tasks, sources = dapo_sources("smoke", tmp_path, naive)
     assert "opd" not in tasks and sources == {"dapo": "sft", "dapo-2": "sft"}
 
 
