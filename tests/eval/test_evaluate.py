@@ -5,7 +5,7 @@ from gr2.data.split import LeaveOneOutSplit
 from gr2.eval.config import EvaluateConfig, GateConfig
 from gr2.eval.evaluate import evaluate_rows, shuffled_candidates
 from gr2.eval.gate import decide_gate, gate_candidate, model_stage
-from gr2.eval.stage import flat_metrics
+from gr2.eval.stage import flat_metrics, model_row_label
 from gr2.eval.stats import bootstrap_interval, paired_sign_flip_p_value
 from gr2.inputs import StageInputs
 from gr2.prerank.candidates import RerankExample
@@ -45,6 +45,13 @@ def test_gate_prefers_the_configured_direct_row_and_maps_rows_to_their_stages():
     assert gate_candidate("direct_dapo_fused", {"sft", "direct_sft"}) == "direct_sft_fused"
     assert gate_candidate("direct_dapo_fused", set()) is None
     assert model_stage("direct_dapo_fused") == "direct_dapo" and model_stage("sft") == "sft"
+
+
+def test_dapo_rows_name_opd_when_it_ran_before_them():
+    assert model_row_label("dapo", {"sft": "s", "dapo": "d"}) == "SFT + DAPO, conditional reward (GR2)"
+    with_opd = {"sft": "s", "opd": "o", "dapo_naive": "d"}
+    assert model_row_label("dapo_naive", with_opd) == "SFT + OPD + DAPO, naive reward (ablation)"
+    assert model_row_label("sft", with_opd) == "SFT on rejection-sampled traces"
 
 
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_data():

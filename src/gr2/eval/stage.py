@@ -23,11 +23,12 @@ from gr2.rank.frozen import CachedDirectScorer
 from gr2.storage.atomic import write_json_atomic
 from gr2.train.direct_stage import read_direct_file
 
+# {start}: what DAPO started from, "SFT + OPD" after the report's RL-OPD order, else "SFT"
 MODEL_ROWS = {
     "sft": "SFT on rejection-sampled traces",
     "opd": "SFT + on-policy distillation (OPD)",
-    "dapo": "SFT + DAPO, conditional reward (GR2)",
-    "dapo_naive": "SFT + DAPO, naive reward (ablation)",
+    "dapo": "{start} + DAPO, conditional reward (GR2)",
+    "dapo_naive": "{start} + DAPO, naive reward (ablation)",
 }
 DIRECT_ROWS = {
     "direct_sft": "Direct SFT (one prefill, no reasoning)",
@@ -41,9 +42,8 @@ TIMING_KEYS = ("train_seconds", "embed_seconds", "load_seconds")
 
 
 def model_row_label(name: str, model_dirs: dict[str, Path]) -> str:
-    """A reasoning row's label; DAPO trained after OPD says so (the report's RL-OPD order)."""
-    label = MODEL_ROWS[name]
-    return label.replace("SFT + DAPO", "SFT + OPD + DAPO") if "opd" in model_dirs else label
+    """A reasoning row's label; DAPO trained after OPD says so."""
+    return MODEL_ROWS[name].format(start="SFT + OPD" if "opd" in model_dirs else "SFT")
 
 
 def teacher_label(config: RunConfig) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -43,9 +44,11 @@ class FrozenLowerLayers:
         halve = self.compute_dtype == torch.float32 and not exact
         self.storage_dtype = torch.float16 if halve else self.compute_dtype
 
+    @cached_property
     def fingerprint(self) -> str:
         """sha256 of the frozen part (embeddings and the layers below the boundary) and the storage dtype: equal
-        fingerprints give equal `lower` outputs, so cached activations can be shared between stages and runs."""
+        fingerprints give equal `lower` outputs, so cached activations can be shared between stages and runs.
+        Computed once: the frozen part does not change."""
         digest = hashlib.sha256(f"{self.boundary} {self.storage_dtype}".encode())
         frozen = [self.decoder.embed_tokens, *self.decoder.layers[: self.boundary]]
         for module in frozen:
@@ -83,7 +86,7 @@ def cached_lower_states(
     compute = lambda: [split.lower(ids) for ids in tqdm(token_ids, desc="frozen layers", unit="prompt")]  # noqa: E731
     if cache_dir is None:
         return compute()
-    key = hash_json({"frozen": split.fingerprint(), "prompts": token_ids})[:32]
+    key = hash_json({"frozen": split.fingerprint, "prompts": token_ids})[:32]
     path = Path(cache_dir) / f"{key}.pt"
     if path.is_file():
         return torch.load(path)
@@ -112,12 +115,13 @@ class CachedDirectScorer:
     ) -> list[torch.Tensor]:
         """Per request (history, candidates): the candidates' scores in the incoming order."""
         self.model.eval()
-        split = FrozenLowerLayers(self.model, self.trainable_layers, self.head_ids, exact=True)
+        split = self.split
         prompts = [direct_prompt(self.tokenizer, history, candidates, self.context) for history, candidates in requests]
         lowers = cached_lower_states(split, [list(p.token_ids) for p in prompts], self.cache_dir)
         pairs = tqdm(zip(prompts, lowers, strict=True), total=len(prompts), desc="top layers", disable=not progress)
         return [prompt.incoming_order(split.label_scores(lower, prompt)) for prompt, lower in pairs]
 
-    @property
-    def head_ids(self) -> list[int]:
-        return head_token_ids(self.tokenizer, self.context.config)
+    @cached_property
+    def split(self) -> FrozenLowerLayers:
+        head_ids = head_token_ids(self.tokenizer, self.context.config)
+        return FrozenLowerLayers(self.model, self.trainable_layers, head_ids, exact=True)
