@@ -13,6 +13,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def after_the_suite(variable: str, what: str):
+    """Skip unless `variable` is 1: `what` is too long for `make test`'s 20-minute budget, so .ci/run runs it
+    after the suite with `variable`=1."""
+    return pytest.mark.skipif(
+        os.environ.get(variable) != "1",
+        reason=f"{what}, kept out of `make test`'s budget: .ci/run runs it after the suite with {variable}=1",
+    )
+
+
 OFFICE_USERS = 60  # the lm and serve tests' slice: tiny-random trains and decodes on it in seconds
 
 

@@ -5,13 +5,13 @@ import contextlib
 import gzip
 import io
 import json
-import os
 
 import pytest
 
 from gr2.cli import main
 from gr2.prerank.candidates import read_examples
 from pipelines.gr2_pipeline import STAGES
+from tests.conftest import after_the_suite
 
 
 def run_slates(out, *arguments) -> tuple[int, str]:
@@ -81,11 +81,7 @@ def test_a_bad_slate_file_fails_before_the_pipeline_starts(slate_folder, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("GR2_SLATES_SMOKE") != "1",
-    reason="a third whole pipeline run (about 3 minutes), kept out of `make test`'s 20-minute budget: .ci/run runs "
-    "it after the suite with GR2_SLATES_SMOKE=1",
-)
+@after_the_suite("GR2_SLATES_SMOKE", "a third whole pipeline run (about 3 minutes)")
 def test_smoke_slates_runs_every_stage(tmp_path):
     """The whole preset: every stage on slates, the slate metrics in every evaluated row, the gate decided."""
     out = tmp_path / "out"

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipelines.runners import DOCKER_SDK, IMAGE_SOURCES, SOURCE_LABEL, image_problems, source_digest
-from tests.conftest import REPO
+from tests.conftest import REPO, after_the_suite
 
 docker = pytest.importorskip("docker", reason=f"the docker package is not installed ({DOCKER_SDK})")
 
@@ -70,11 +70,7 @@ def compared(metrics: dict[str, float]) -> dict[str, float]:
 @pytest.mark.containers
 @pytest.mark.slow
 @pytest.mark.timeout(2 * SMOKE_MINUTES * 60)
-@pytest.mark.skipif(
-    os.environ.get("GR2_CONTAINER_SMOKE") != "1",
-    reason="two whole smoke runs (8 to 9 minutes here), kept out of `make test`'s budget: .ci/run runs it "
-    "after the suite with GR2_CONTAINER_SMOKE=1 whenever it built the images",
-)
+@after_the_suite("GR2_CONTAINER_SMOKE", "two whole smoke runs (8 to 9 minutes here), whenever CI built the images")
 def test_smoke_in_containers_gives_the_subprocess_runners_metrics(cpu_image, tmp_path):
     in_containers = smoke_metrics(tmp_path / "docker", "docker", {"GR2_GPU_IMAGE": cpu_image})
     in_this_environment = smoke_metrics(tmp_path / "subprocess", "subprocess", {})
