@@ -14,6 +14,8 @@ from gr2.rank.direct import (
     PromptContext,
     direct_prompt,
     fused_scores,
+    head_token_ids,
+    label_head,
     label_token_ids,
     ranking_from_scores,
     shown_order,
@@ -183,6 +185,13 @@ def test_candidate_readout_with_evidence_reads_each_line_end_and_cites_the_train
     prompt = direct_prompt(tokenizer, example.history, example.candidates, context)
     ids = tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
     assert len(prompt.positions) == len(example.candidates)
+    assert list(prompt.token_ids) == ids[: prompt.positions[-1] + 1]  # nothing after the last line end is read
+    assert tokenizer.decode(ids[prompt.positions[-1] + 1 :]).startswith("\nAnswer with one label.")
+    with torch.no_grad():
+        whole_prompt = model.get_decoder()(torch.tensor([ids])).last_hidden_state[0]
+    head = label_head(model, head_token_ids(tokenizer, config))
+    served = DirectScorer(model, tokenizer, context).score([(example.history, example.candidates)])[0]
+    assert torch.allclose(prompt.incoming_order(prompt.scores(whole_prompt, head)), served, atol=1e-5)
     for label, index, position in zip("ABCDEFGHIJ", prompt.shown, prompt.positions, strict=True):
         line = f"{label}. {catalog[example.candidates[index]].display_title[:24]}"
         note = f"[next {counts.followed(example.history, example.candidates[index])}, "

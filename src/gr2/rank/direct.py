@@ -89,7 +89,7 @@ def head_token_ids(tokenizer, config: PromptConfig) -> list[int]:
 class DirectPrompt:
     text: str
     shown: tuple[int, ...]  # incoming index of the candidate under each label
-    token_ids: tuple[int, ...]  # `text` tokenized once, for every model call and length check
+    token_ids: tuple[int, ...]  # what the model reads: `text` tokenized once, up to the last readout position
     positions: tuple[int, ...] | None = None  # `candidate` readout: token index ending each candidate line
 
     def scores(self, hidden: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
@@ -146,9 +146,14 @@ def direct_prompt(
     )
     text = render_prompt(tokenizer, system["content"], user["content"])
     encoding = tokenizer(text, add_special_tokens=False)
-    candidate_readout = config.direct_readout == "candidate"
-    positions = line_end_positions(encoding, text, len(shown)) if candidate_readout else None
-    return DirectPrompt(text, shown, tuple(encoding["input_ids"]), positions)
+    token_ids = encoding["input_ids"]
+    positions = None
+    if config.direct_readout == "candidate":
+        positions = line_end_positions(encoding, text, len(shown))
+        # attention is causal, so the tokens after the last line end (the task line, the assistant header: 12 of
+        # about 280 in beauty-cpu) cannot change a score; the model does not read them
+        token_ids = token_ids[: positions[-1] + 1]
+    return DirectPrompt(text, shown, tuple(token_ids), positions)
 
 
 def label_head(model, label_ids: Sequence[int]) -> torch.Tensor:
